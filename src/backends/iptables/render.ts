@@ -1,0 +1,207 @@
+/**
+ * Snapshot -> iptables-restore input (spec §4, §13, §15, §17). No I/O.
+ *
+ * A full render writes every service port's chains; a partial render (scope.full false)
+ * writes the fixed chains in full but only the chains of services in
+ * scope.changedServices, relying on `--noflush` to leave the others untouched. Chains
+ * that exist in the kernel but belong to no service any more are flushed and deleted.
+ */
+import type { ServicePortState, Snapshot } from '../../model/types.js';
+import { isServiceChain } from './chain-names.js';
+import { LARGE_CLUSTER_ENDPOINTS, type RenderContext } from './context.js';
+import { emptyTable, formatRestore, type RestoreTable } from './restore-text.js';
+import { renderServicePort, type ServicePortRules } from './service-rules.js';
+
+export interface SyncScope {
+  full: boolean;
+  /** services (namespace/name) whose chains a partial render writes */
+  changedServices: ReadonlySet<string>;
+  /** service chains present in the nat table before this sync; null skips stale-chain deletion */
+  existingChains: ReadonlySet<string> | null;
+}
+
+export const FULL_SYNC: SyncScope = { full: true, changedServices: new Set(), existingChains: null };
+
+export interface RenderStats {
+  servicePorts: number;
+  endpoints: number;
+  /** rules Switchboard owns after this sync, whether written this time or left in place */
+  filterRules: number;
+  natRules: number;
+  natChains: number;
+  /** lines of the restore input */
+  restoreLines: number;
+  noLocalEndpointsInternal: number;
+  noLocalEndpointsExternal: number;
+}
+
+export interface IptablesRender {
+  filter: RestoreTable;
+  nat: RestoreTable;
+  /** every service chain that exists after this sync (written now or kept) */
+  activeChains: Set<string>;
+  staleChains: string[];
+  largeCluster: boolean;
+  stats: RenderStats;
+  text: string;
+}
+
+const NODEPORTS_COMMENT = '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"';
+
+/**
+ * Renders snapshots, remembering each service port's rules by identity: the snapshot
+ * builder hands out the same ServicePortState for an unchanged service, so a partial
+ * sync only computes what changed.
+ */
+export class IptablesRenderer {
+  private cache = new WeakMap<ServicePortState, ServicePortRules>();
+  private cacheCtx: RenderContext | null = null;
+  private cacheLarge = false;
+
+  render(snapshot: Snapshot, ctx: RenderContext, scope: SyncScope = FULL_SYNC): IptablesRender {
+    const largeCluster = snapshot.totalEndpoints > LARGE_CLUSTER_ENDPOINTS;
+    if (ctx !== this.cacheCtx || largeCluster !== this.cacheLarge) {
+      this.cache = new WeakMap();
+      this.cacheCtx = ctx;
+      this.cacheLarge = largeCluster;
+    }
+    return assemble(snapshot, ctx, scope, largeCluster, (sp) => {
+      let rules = this.cache.get(sp);
+      if (!rules) {
+        rules = renderServicePort(sp, ctx, largeCluster);
+        this.cache.set(sp, rules);
+      }
+      return rules;
+    });
+  }
+}
+
+/** One-shot render without a cache (dry-run `render`, tests). */
+export function renderIptables(snapshot: Snapshot, ctx: RenderContext, scope: SyncScope = FULL_SYNC): IptablesRender {
+  return new IptablesRenderer().render(snapshot, ctx, scope);
+}
+
+function assemble(
+  snapshot: Snapshot,
+  ctx: RenderContext,
+  scope: SyncScope,
+  largeCluster: boolean,
+  rulesOf: (sp: ServicePortState) => ServicePortRules,
+): IptablesRender {
+  const M = ctx.mark;
+  const filter = emptyTable('filter');
+  const nat = emptyTable('nat');
+  const fServices: string[] = [];
+  const fExternal: string[] = [];
+  const fForward: string[] = [];
+  const fNodePorts: string[] = [];
+  const fFirewall: string[] = [];
+  filter.chains.set('KUBE-SERVICES', fServices);
+  filter.chains.set('KUBE-EXTERNAL-SERVICES', fExternal);
+  filter.chains.set('KUBE-FORWARD', fForward);
+  filter.chains.set('KUBE-NODEPORTS', fNodePorts);
+  filter.chains.set('KUBE-PROXY-FIREWALL', fFirewall);
+  if (ctx.family === 'IPv4' && ctx.localhostNodePorts) {
+    filter.chains.set('KUBE-FIREWALL', [
+      '-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',
+    ]);
+  }
+
+  const nServices: string[] = [];
+  const nNodePorts: string[] = [];
+  nat.chains.set('KUBE-SERVICES', nServices);
+  nat.chains.set('KUBE-NODEPORTS', nNodePorts);
+  nat.chains.set('KUBE-POSTROUTING', [
+    `-A KUBE-POSTROUTING -m mark ! --mark ${M}/${M} -j RETURN`,
+    `-A KUBE-POSTROUTING -j MARK --xor-mark ${M}`,
+    `-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE${ctx.randomFully ? ' --random-fully' : ''}`,
+  ]);
+  nat.chains.set('KUBE-MARK-MASQ', [`-A KUBE-MARK-MASQ -j MARK --or-mark ${M}`]);
+
+  const activeChains = new Set<string>();
+  let ownRules = 0;
+  let noLocalInternal = 0;
+  let noLocalExternal = 0;
+  for (const sp of snapshot.servicePorts) {
+    const rules = rulesOf(sp);
+    const s = rules.shared;
+    pushAll(fServices, s.filterServices);
+    pushAll(fExternal, s.filterExternalServices);
+    pushAll(fNodePorts, s.filterNodePorts);
+    pushAll(fFirewall, s.filterProxyFirewall);
+    pushAll(nServices, s.natServices);
+    pushAll(nNodePorts, s.natNodePorts);
+    if (rules.noLocalEndpoints.internal) noLocalInternal++;
+    if (rules.noLocalEndpoints.external) noLocalExternal++;
+    const write = scope.full || scope.changedServices.has(sp.port.serviceKey);
+    for (const [chain, chainRules] of rules.own) {
+      activeChains.add(chain);
+      ownRules += chainRules.length;
+      if (write) nat.chains.set(chain, chainRules);
+    }
+  }
+
+  const staleChains: string[] = [];
+  if (scope.existingChains) {
+    for (const chain of scope.existingChains) {
+      if (isServiceChain(chain) && !activeChains.has(chain)) staleChains.push(chain);
+    }
+    staleChains.sort();
+    for (const chain of staleChains) nat.chains.set(chain, []);
+    nat.deleted = staleChains;
+  }
+
+  // The jump to KUBE-NODEPORTS must stay the last rule of nat KUBE-SERVICES (spec §13).
+  if (ctx.nodePorts.matchAll) {
+    const exclude = ctx.family === 'IPv6' ? ' ! -d ::1/128' : ctx.localhostNodePorts ? '' : ' ! -d 127.0.0.0/8';
+    nServices.push(`-A KUBE-SERVICES ${NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL${exclude} -j KUBE-NODEPORTS`);
+  } else {
+    for (const ip of ctx.nodePorts.addresses) {
+      nServices.push(`-A KUBE-SERVICES ${NODEPORTS_COMMENT} -d ${ip} -j KUBE-NODEPORTS`);
+    }
+  }
+
+  // spec §15: the INVALID drop is left out when conntrack is liberal about TCP windows.
+  if (!ctx.tcpBeLiberal) {
+    const acct = ctx.nfacctInvalid ? ' -m nfacct --nfacct-name ct_state_invalid_dropped_pkts' : '';
+    fForward.push(`-A KUBE-FORWARD -m conntrack --ctstate INVALID${acct} -j DROP`);
+  }
+  fForward.push(
+    `-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark ${M}/${M} -j ACCEPT`,
+    '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+  );
+
+  const text = formatRestore([filter, nat]);
+  let filterRules = 0;
+  for (const r of filter.chains.values()) filterRules += r.length;
+  const fixedNat =
+    nServices.length + nNodePorts.length + nat.chains.get('KUBE-POSTROUTING')!.length + 1; /* KUBE-MARK-MASQ */
+  return {
+    filter,
+    nat,
+    activeChains,
+    staleChains,
+    largeCluster,
+    text,
+    stats: {
+      servicePorts: snapshot.servicePorts.length,
+      endpoints: snapshot.totalEndpoints,
+      filterRules,
+      natRules: fixedNat + ownRules,
+      natChains: 4 + activeChains.size,
+      restoreLines: countLines(text),
+      noLocalEndpointsInternal: noLocalInternal,
+      noLocalEndpointsExternal: noLocalExternal,
+    },
+  };
+}
+
+function pushAll(target: string[], items: readonly string[]): void {
+  for (const item of items) target.push(item);
+}
+
+function countLines(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}

@@ -1,0 +1,136 @@
+/**
+ * The one door through which Switchboard runs external commands (iptables-restore, ip,
+ * conntrack, ...). Commands are argument vectors, never shell strings, so nothing from a
+ * Service object can be interpreted by a shell.
+ */
+import { execa } from 'execa';
+
+export interface RunOptions {
+  /** Written to the command's stdin (restore input). */
+  input?: string;
+  timeoutMs?: number;
+  /**
+   * `true` (the default): a non-zero exit throws a CommandError. `false`: the result is
+   * returned with its exit code, for commands whose exit code is an answer (`iptables -C`).
+   */
+  reject?: boolean;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export interface CommandRunner {
+  run(cmd: string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
+}
+
+/** A command that could not be run, timed out, or (with reject) exited non-zero. */
+export class CommandError extends Error {
+  override readonly name = 'CommandError';
+  constructor(
+    readonly command: string,
+    readonly args: readonly string[],
+    readonly result: RunResult,
+    readonly reason: 'exit' | 'timeout' | 'spawn',
+    detail: string,
+  ) {
+    super(`${formatCommand(command, args)}: ${detail}`);
+  }
+}
+
+/** For messages only: the command as a human would type it. */
+export function formatCommand(cmd: string, args: readonly string[]): string {
+  return [cmd, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+
+/** Runs commands for real, with execa. */
+export class ExecaRunner implements CommandRunner {
+  async run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    const result = await execa(cmd, [...args], {
+      input: options.input ?? '',
+      timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      reject: false,
+      stripFinalNewline: false,
+      // The kernel tools print messages we parse; keep them in English.
+      env: { LC_ALL: 'C' },
+    });
+    const out: RunResult = {
+      stdout: result.stdout,
+      stderr: result.stderr,
+      exitCode: result.exitCode ?? -1,
+    };
+    if (result.timedOut) {
+      throw new CommandError(cmd, args, out, 'timeout', `timed out after ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`);
+    }
+    if (result.exitCode === undefined) {
+      // Not started (ENOENT) or killed by a signal.
+      throw new CommandError(cmd, args, out, 'spawn', result.shortMessage ?? 'could not run');
+    }
+    if (result.exitCode !== 0 && options.reject !== false) {
+      throw new CommandError(cmd, args, out, 'exit', `exit code ${result.exitCode}: ${out.stderr.trim()}`);
+    }
+    return out;
+  }
+}
+
+/**
+ * Runs every command inside a network namespace (`ip netns exec <ns> cmd ...`), so the
+ * code that applies rules in production runs unchanged against a test namespace.
+ */
+export function inNetns(runner: CommandRunner, nsName: string): CommandRunner {
+  return {
+    run: (cmd, args, options) => runner.run('ip', ['netns', 'exec', nsName, cmd, ...args], options),
+  };
+}
+
+export interface RecordedCall {
+  cmd: string;
+  args: string[];
+  input?: string;
+}
+
+type Responder = (call: RecordedCall) => Partial<RunResult> | undefined;
+
+/**
+ * A fake for unit tests: records every call and answers from responders (first match
+ * wins); an unanswered call succeeds with empty output. Honours `reject` like the real one.
+ */
+export class RecordingRunner implements CommandRunner {
+  readonly calls: RecordedCall[] = [];
+  private readonly responders: Responder[] = [];
+
+  /** Answer calls whose `cmd args...` line starts with `prefix` (or that `match` accepts). */
+  on(match: string | ((call: RecordedCall) => boolean), result: Partial<RunResult>): this {
+    const test =
+      typeof match === 'string'
+        ? (c: RecordedCall) => [c.cmd, ...c.args].join(' ').startsWith(match)
+        : match;
+    this.responders.push((c) => (test(c) ? result : undefined));
+    return this;
+  }
+
+  async run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    const call: RecordedCall = { cmd, args: [...args] };
+    if (options.input !== undefined) call.input = options.input;
+    this.calls.push(call);
+    let answer: Partial<RunResult> | undefined;
+    for (const responder of this.responders) {
+      answer = responder(call);
+      if (answer) break;
+    }
+    const result: RunResult = { stdout: '', stderr: '', exitCode: 0, ...answer };
+    if (result.exitCode !== 0 && options.reject !== false) {
+      throw new CommandError(cmd, args, result, 'exit', `exit code ${result.exitCode}: ${result.stderr.trim()}`);
+    }
+    return result;
+  }
+
+  /** The calls as command lines, for compact assertions. */
+  commandLines(): string[] {
+    return this.calls.map((c) => formatCommand(c.cmd, c.args));
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * A golden scenario (fixtures/<name>/): its inputs, and the expected rule files per family.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type HostFacts, loadHostFacts, neutralHostFacts } from '../../src/config/host.js';
+import { defaultKubeProxyConfiguration, type KubeProxyConfiguration, loadKubeProxyConfiguration } from '../../src/config/kubeproxy.js';
+import { parseYamlDocument, parseYamlDocuments } from '../../src/config/yaml.js';
+import { FULL_SYNC, type SyncScope } from '../../src/backends/iptables/render.js';
+import type { IPFamily } from '../../src/model/ip.js';
+import { objectsFromDocuments } from '../../src/sources/manifests.js';
+import { type RenderOnceResult, renderOnce } from '../../src/sync/render-once.js';
+
+export const FIXTURES = new URL('../../fixtures/', import.meta.url).pathname;
+
+export const RULE_FILES: Record<IPFamily, string> = { IPv4: 'iptables.rules', IPv6: 'ip6tables.rules' };
+
+export interface Scenario {
+  name: string;
+  dir: string;
+  families: IPFamily[];
+}
+
+export function listScenarios(): Scenario[] {
+  return readdirSync(FIXTURES, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(join(FIXTURES, d.name, 'cluster.yaml')))
+    .map((d) => {
+      const dir = join(FIXTURES, d.name);
+      const families = (Object.keys(RULE_FILES) as IPFamily[]).filter((f) => existsSync(join(dir, RULE_FILES[f])));
+      return { name: d.name, dir, families };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+function readOptional(path: string): string | null {
+  return existsSync(path) ? readFileSync(path, 'utf8') : null;
+}
+
+function loadScope(dir: string): SyncScope {
+  const path = join(dir, 'sync.yaml');
+  const text = readOptional(path);
+  if (text === null) return FULL_SYNC;
+  const raw = parseYamlDocument(text, path) as {
+    full?: boolean;
+    changedServices?: string[];
+    existingChains?: string[];
+  };
+  return {
+    full: raw.full ?? true,
+    changedServices: new Set(raw.changedServices ?? []),
+    existingChains: new Set(raw.existingChains ?? []),
+  };
+}
+
+export function renderScenario(s: Scenario, family: IPFamily): RenderOnceResult {
+  const clusterPath = join(s.dir, 'cluster.yaml');
+  const { events } = objectsFromDocuments(parseYamlDocuments(readFileSync(clusterPath, 'utf8'), clusterPath), clusterPath);
+  const configPath = join(s.dir, 'config.yaml');
+  const configText = readOptional(configPath);
+  const config: KubeProxyConfiguration =
+    configText === null ? defaultKubeProxyConfiguration() : loadKubeProxyConfiguration(configText, configPath).config;
+  const hostPath = join(s.dir, 'host.yaml');
+  const hostText = readOptional(hostPath);
+  const host: HostFacts = hostText === null ? neutralHostFacts() : loadHostFacts(hostText, hostPath);
+  return renderOnce({ events, config, host, family, scope: loadScope(s.dir) });
+}
