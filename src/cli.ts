@@ -20,7 +20,9 @@ async function readText(path: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (e) {
-    throw new InputError(`${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new InputError(
+      `${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
   }
 }
 
@@ -28,7 +30,8 @@ export async function loadConfig(path: string | undefined, log: Logger): Promise
   if (!path) return defaultKubeProxyConfiguration();
   const { config, warnings } = loadKubeProxyConfiguration(await readText(path), path);
   for (const w of warnings) log.warn(w);
-  if (config.mode === 'ipvs') throw new InputError(`${path}: mode: ipvs is not implemented yet; use iptables`);
+  if (config.mode === 'ipvs')
+    throw new InputError(`${path}: mode: ipvs is not implemented yet; use iptables`);
   return config;
 }
 
@@ -59,12 +62,21 @@ async function renderCommand(opts: RenderOptions, log: Logger): Promise<void> {
   const { events, notices } = await readManifests(opts.from);
   for (const n of notices) log.info(n);
   const result = renderOnce({ events, config, host, family: opts.family });
-  for (const p of result.problems) log.warn({ object: p.ref, field: p.field }, `skipped: ${formatProblem(p)}`);
-  if (!result.nodeFound) log.warn(`no Node object named ${JSON.stringify(result.nodeName)}: no topology labels or node IPs from it`);
+  for (const p of result.problems)
+    log.warn({ object: p.ref, field: p.field }, `skipped: ${formatProblem(p)}`);
+  if (!result.nodeFound)
+    log.warn(
+      `no Node object named ${JSON.stringify(result.nodeName)}: no topology labels or node IPs from it`,
+    );
   process.stdout.write(result.render.text);
   const s = result.render.stats;
   log.info(
-    { family: opts.family, servicePorts: s.servicePorts, endpoints: s.endpoints, skipped: result.problems.length },
+    {
+      family: opts.family,
+      servicePorts: s.servicePorts,
+      endpoints: s.endpoints,
+      skipped: result.problems.length,
+    },
     'rendered',
   );
 }

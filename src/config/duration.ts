@@ -64,7 +64,11 @@ export function parseGoDuration(text: string): number {
 /** Formats milliseconds the way Go's `Duration.String` prints them: `30s`, `1m0s`, `1h0m0s`, `500ms`. */
 export function formatGoDuration(ms: number): string {
   if (!Number.isFinite(ms)) throw new Error(`cannot format ${ms} ms as a duration`);
-  return formatGoDurationNanos(BigInt(Math.round(ms * 1_000_000)));
+  // Split so that large whole-millisecond values stay exact (ms * 1e6 would exceed 2^53).
+  const whole = Math.trunc(ms);
+  return formatGoDurationNanos(
+    BigInt(whole) * NANOS_PER_MILLI + BigInt(Math.round((ms - whole) * 1_000_000)),
+  );
 }
 
 export function formatGoDurationNanos(nanos: bigint): string {

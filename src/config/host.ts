@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { InputError } from '../errors.js';
-import { ipFamily, parsePrefix } from './cidr.js';
+import { parseCIDR, parseIP } from '../model/ip.js';
 import { formatLocation, formatPath, parseSingleYamlDocument, type YamlPath } from './yaml.js';
 
 export const HOST_FACTS_KIND = 'HostFacts';
@@ -23,7 +23,7 @@ export interface HostFacts {
   nodeName?: string;
   /** The node's IPs; absent = the Node's InternalIP addresses. The first of a family is its primary IP. */
   nodeIPs?: string[];
-  /** Interface name → its addresses as `address/prefix` (parse one with `parsePrefix` from cidr.ts). */
+  /** Interface name → its addresses as `address/prefix` (host bits kept; parse with `parseCIDR` from model/ip.ts). */
   interfaces: Record<string, string[]>;
   iptables: {
     /** Whether iptables supports `--random-fully` (MASQUERADE gets it when true). */
@@ -47,11 +47,11 @@ export function neutralHostFacts(): HostFacts {
   };
 }
 
-const ipAddress = z.string().refine((s) => ipFamily(s) !== undefined, {
+const ipAddress = z.string().refine((s) => parseIP(s) !== null, {
   error: (issue) => `must be an IPv4 or IPv6 address (got ${JSON.stringify(issue.input)})`,
 });
 
-const interfaceAddress = z.string().refine((s) => parsePrefix(s) !== undefined, {
+const interfaceAddress = z.string().refine((s) => parseCIDR(s) !== null, {
   error: (issue) =>
     `must be an IPv4 or IPv6 address with a prefix length, like 192.168.0.2/24 (got ${JSON.stringify(issue.input)})`,
 });

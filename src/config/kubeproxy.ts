@@ -14,7 +14,7 @@
  */
 import { z } from 'zod';
 import { InputError } from '../errors.js';
-import { ipFamily, parsePrefix } from './cidr.js';
+import { parseCIDR, parseIP } from '../model/ip.js';
 import { formatGoDuration, parseGoDuration } from './duration.js';
 import { formatLocation, formatPath, parseSingleYamlDocument, type YamlPath } from './yaml.js';
 
@@ -49,6 +49,7 @@ export interface KubeProxyConfiguration {
   };
   /** component-base logging options, kept as given; Switchboard does not interpret them. */
   logging: Record<string, unknown>;
+  /** As written; kube-proxy trims and lowercases it before using it as the node name. */
   hostnameOverride: string;
   bindAddress: string;
   /** `host:port`, a port appended if the file gave only an address (as kube-proxy does). */
@@ -279,7 +280,7 @@ function applyDefaults(wire: WireConfiguration): KubeProxyConfiguration {
     value === null || value === undefined || value === zero ? fallback : value;
 
   const bindAddress = orDefault(wire.bindAddress, '', '0.0.0.0');
-  const ipv4Bind = ipFamily(bindAddress) === 4;
+  const ipv4Bind = parseIP(bindAddress)?.family === 'IPv4';
   const healthzHost = ipv4Bind ? '0.0.0.0' : '[::]';
   const metricsHost = ipv4Bind ? '127.0.0.1' : '[::1]';
 
@@ -382,9 +383,9 @@ function applyDefaults(wire: WireConfiguration): KubeProxyConfiguration {
 /** kube-proxy's AppendPortIfNeeded: `ip` → `ip:port` / `[ip]:port`; anything else is left for validation. */
 function appendPortIfNeeded(address: string, port: number): string {
   if (splitHostPort(address)) return address;
-  const family = ipFamily(address);
-  if (family === 4) return `${address}:${port}`;
-  if (family === 6) return `[${address}]:${port}`;
+  const family = parseIP(address)?.family;
+  if (family === 'IPv4') return `${address}:${port}`;
+  if (family === 'IPv6') return `[${address}]:${port}`;
   return address;
 }
 
@@ -410,13 +411,17 @@ function splitHostPort(text: string): { host: string; port: string } | undefined
 interface Problem {
   path: YamlPath;
   message: string;
+  /** Where to point when the field itself is absent from the file. */
+  fallback?: YamlPath;
 }
+
+type AddProblem = (path: YamlPath, message: string, fallback?: YamlPath) => void;
 
 const IPVS_SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'sh', 'dh', 'sed', 'nq', ''];
 
 function validate(config: KubeProxyConfiguration, wire: WireConfiguration): Problem[] {
   const problems: Problem[] = [];
-  const add = (path: YamlPath, message: string) => problems.push({ path, message });
+  const add: AddProblem = (path, message, fallback) => problems.push({ path, message, fallback });
 
   for (const [name, value] of Object.entries(config.featureGates)) {
     const spec = KNOWN_FEATURE_GATES[name];
@@ -471,7 +476,7 @@ function validate(config: KubeProxyConfiguration, wire: WireConfiguration): Prob
       );
     }
     ipvs.excludeCIDRs.forEach((cidr, i) => {
-      if (!parsePrefix(cidr))
+      if (!parseCIDR(cidr))
         add(['ipvs', 'excludeCIDRs', i], `must be a valid CIDR (got ${JSON.stringify(cidr)})`);
     });
   }
@@ -495,7 +500,7 @@ function validate(config: KubeProxyConfiguration, wire: WireConfiguration): Prob
   }
   if (config.configSyncPeriodMs <= 0) add(['configSyncPeriod'], 'must be greater than 0');
 
-  if (ipFamily(config.bindAddress) === undefined) {
+  if (parseIP(config.bindAddress) === null) {
     add(
       ['bindAddress'],
       `not a valid textual representation of an IP address: ${JSON.stringify(config.bindAddress)}`,
@@ -510,7 +515,7 @@ function validate(config: KubeProxyConfiguration, wire: WireConfiguration): Prob
   return problems;
 }
 
-function validateMode(rawMode: string, add: (path: YamlPath, message: string) => void): void {
+function validateMode(rawMode: string, add: AddProblem): void {
   switch (rawMode) {
     case '':
     case 'iptables':
@@ -527,45 +532,38 @@ function validateMode(rawMode: string, add: (path: YamlPath, message: string) =>
   }
 }
 
-function validateHostPort(
-  value: string,
-  path: YamlPath,
-  add: (path: YamlPath, message: string) => void,
-): void {
+function validateHostPort(value: string, path: YamlPath, add: AddProblem): void {
   const parts = splitHostPort(value);
   if (!parts) {
     add(path, `must be IP:port (got ${JSON.stringify(value)})`);
     return;
   }
-  if (ipFamily(parts.host) === undefined) add(path, `must be a valid IP (got ${JSON.stringify(parts.host)})`);
+  if (parseIP(parts.host) === null) add(path, `must be a valid IP (got ${JSON.stringify(parts.host)})`);
   // Go's strconv.Atoi: optional sign, decimal digits.
   const port = /^[+-]?\d+$/.test(parts.port) ? Number(parts.port) : Number.NaN;
   if (!(port >= 1 && port <= 65535)) add(path, `must be a valid port (got ${JSON.stringify(parts.port)})`);
 }
 
-function validateClusterCIDRs(cidrs: string[], add: (path: YamlPath, message: string) => void): void {
+function validateClusterCIDRs(cidrs: string[], add: AddProblem): void {
   if (cidrs.length > 2) {
     add(['clusterCIDR'], 'may only contain at most one IPv4 CIDR and one IPv6 CIDR');
   } else if (cidrs.length === 2) {
-    const families = cidrs.map((c) => parsePrefix(c)?.family);
-    if (!(families.includes(4) && families.includes(6))) {
+    const families = cidrs.map((c) => parseCIDR(c)?.family);
+    if (!(families.includes('IPv4') && families.includes('IPv6'))) {
       add(['clusterCIDR'], 'must be a valid DualStack CIDR (e.g. 10.100.0.0/16,fde4:8dba:82e1::/48)');
     }
-  } else if (cidrs.length === 1 && !parsePrefix(cidrs[0] ?? '')) {
+  } else if (cidrs.length === 1 && !parseCIDR(cidrs[0] ?? '')) {
     add(['clusterCIDR'], 'must be a valid CIDR block (e.g. 10.100.0.0/16 or fde4:8dba:82e1::/48)');
   }
 }
 
-function validateNodePortAddresses(
-  addresses: string[],
-  add: (path: YamlPath, message: string) => void,
-): void {
+function validateNodePortAddresses(addresses: string[], add: AddProblem): void {
   for (const [i, entry] of addresses.entries()) {
     if (entry === NODE_PORT_ADDRESSES_PRIMARY) {
       if (addresses.length !== 1) add(['nodePortAddresses', i], "can't use both 'primary' and CIDRs");
       return;
     }
-    if (!parsePrefix(entry)) {
+    if (!parseCIDR(entry)) {
       add(
         ['nodePortAddresses', i],
         `must be a valid CIDR or the keyword 'primary' (got ${JSON.stringify(entry)})`,
@@ -574,17 +572,17 @@ function validateNodePortAddresses(
   }
 }
 
-function validateDetectLocal(
-  config: KubeProxyConfiguration,
-  add: (path: YamlPath, message: string) => void,
-): void {
+function validateDetectLocal(config: KubeProxyConfiguration, add: AddProblem): void {
   if (config.detectLocalMode === 'BridgeInterface' && config.detectLocal.bridgeInterface === '') {
-    add(['detectLocal', 'bridgeInterface'], 'must not be empty when detectLocalMode is BridgeInterface');
+    add(['detectLocal', 'bridgeInterface'], 'must not be empty when detectLocalMode is BridgeInterface', [
+      'detectLocalMode',
+    ]);
   }
   if (config.detectLocalMode === 'InterfaceNamePrefix' && config.detectLocal.interfaceNamePrefix === '') {
     add(
       ['detectLocal', 'interfaceNamePrefix'],
       'must not be empty when detectLocalMode is InterfaceNamePrefix',
+      ['detectLocalMode'],
     );
   }
 }
@@ -705,10 +703,14 @@ function unknownFieldMessage(path: YamlPath): string {
  */
 export function loadKubeProxyConfiguration(text: string, source: string): LoadedKubeProxyConfiguration {
   const document = parseSingleYamlDocument(text, source);
-  const format = (p: Problem) =>
-    `${formatLocation(source, document.lineOf(p.path))}: ${formatPath(p.path)}: ${p.message}`;
+  // Problems come out in file order, so that a long list reads top to bottom.
+  const format = (problems: Problem[]): string[] =>
+    problems
+      .map((p) => ({ p, line: document.lineOf(p.path, p.fallback) }))
+      .sort((a, b) => (a.line ?? 0) - (b.line ?? 0))
+      .map(({ p, line }) => `${formatLocation(source, line)}: ${formatPath(p.path)}: ${p.message}`);
   const fail = (problems: Problem[]): never => {
-    throw new InputError(problems.map(format).join('\n'));
+    throw new InputError(format(problems).join('\n'));
   };
 
   const raw = document.value;
@@ -729,7 +731,7 @@ export function loadKubeProxyConfiguration(text: string, source: string): Loaded
     ...unimplementedFieldWarnings(wire, raw, config.mode),
     ...featureGateWarnings(config.featureGates),
   ];
-  return { config, warnings: warnings.map(format) };
+  return { config, warnings: format(warnings) };
 }
 
 function checkTypeMeta(raw: Record<string, unknown>, fail: (problems: Problem[]) => never): void {

@@ -1,4 +1,4 @@
-import { type Document, isNode, LineCounter, parseAllDocuments } from 'yaml';
+import { type Document, isMap, isNode, isScalar, isSeq, LineCounter, parseAllDocuments } from 'yaml';
 import { InputError } from '../errors.js';
 
 /** A path into a parsed document: map keys and sequence indexes, e.g. `['iptables', 'masqueradeBit']`. */
@@ -8,8 +8,11 @@ export type YamlPath = readonly (string | number)[];
 export interface ParsedYamlDocument {
   /** The document as plain JavaScript values (maps become objects, sequences arrays). */
   value: unknown;
-  /** 1-based line of the node at `path`, or of its nearest ancestor that exists; undefined if none. */
-  lineOf(path: YamlPath): number | undefined;
+  /**
+   * 1-based line of the node at `path`; if there is none, of the node at `fallback` (say, the field that
+   * made the missing one required), else of the nearest ancestor that exists; undefined if none.
+   */
+  lineOf(path: YamlPath, fallback?: YamlPath): number | undefined;
 }
 
 export interface ParsedYamlStream {
@@ -48,7 +51,13 @@ export function parseYamlStream(text: string, source: string): ParsedYamlStream 
     for (const warning of doc.warnings) warnings.push(`${position(warning.pos[0])}: ${warning.message}`);
     const value: unknown = doc.toJS({ maxAliasCount: 1000 });
     if (value === null || value === undefined) continue;
-    documents.push({ value, lineOf: (path) => lineOfPath(doc, lineCounter, path) });
+    documents.push({
+      value,
+      lineOf: (path, fallback) =>
+        lineOfNode(doc, lineCounter, path) ??
+        (fallback && lineOfNode(doc, lineCounter, fallback)) ??
+        lineOfNearest(doc, lineCounter, path),
+    });
   }
   return { documents, warnings };
 }
@@ -91,11 +100,35 @@ export function formatPath(path: YamlPath): string {
   return out === '' ? '(document)' : out;
 }
 
-function lineOfPath(doc: Document, lineCounter: LineCounter, path: YamlPath): number | undefined {
-  // A field that is absent (e.g. a required sibling) is reported at its closest existing parent.
+/**
+ * The line of the node at `path`. A map entry is located by its key, because a block mapping or sequence
+ * value only starts on the line after `key:`.
+ */
+function lineOfNode(doc: Document, lineCounter: LineCounter, path: YamlPath): number | undefined {
+  let node: unknown = doc.contents;
+  let start = isNode(node) ? node.range?.[0] : undefined;
+  for (const key of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === key);
+      if (!pair) return undefined;
+      start = isNode(pair.key) ? pair.key.range?.[0] : undefined;
+      node = pair.value;
+    } else if (isSeq(node) && typeof key === 'number') {
+      node = node.items[key];
+      if (node === undefined) return undefined;
+      start = isNode(node) ? node.range?.[0] : undefined;
+    } else {
+      return undefined;
+    }
+  }
+  return start === undefined ? undefined : lineCounter.linePos(start).line;
+}
+
+/** An absent field is reported at its closest existing parent. */
+function lineOfNearest(doc: Document, lineCounter: LineCounter, path: YamlPath): number | undefined {
   for (let length = path.length; length >= 0; length--) {
-    const node: unknown = length === 0 ? doc.contents : doc.getIn(path.slice(0, length), true);
-    if (isNode(node) && node.range) return lineCounter.linePos(node.range[0]).line;
+    const line = lineOfNode(doc, lineCounter, path.slice(0, length));
+    if (line !== undefined) return line;
   }
   return undefined;
 }

@@ -145,7 +145,9 @@ export async function readIptablesVersion(
   backend: Backend,
   family: IPFamily = 'IPv4',
 ): Promise<IptablesVersion> {
-  const r = await runner.run(iptablesBinary(backend, family, 'iptables'), ['--version'], { timeoutMs: 10_000 });
+  const r = await runner.run(iptablesBinary(backend, family, 'iptables'), ['--version'], {
+    timeoutMs: 10_000,
+  });
   return parseIptablesVersion(r.stdout + r.stderr);
 }
 
@@ -167,9 +169,15 @@ export function classifyNfacctProbe(r: { exitCode: number; stderr: string }): Nf
   const err = r.stderr.trim();
   if (r.exitCode === 0) return { kernel: 'yes', reason: 'a rule using -m nfacct was accepted' };
   if (/No such file or directory/.test(err) && /RULE_(APPEND|INSERT|REPLACE)/.test(err)) {
-    return { kernel: 'yes', reason: 'the kernel has the nfacct match; it refused the rule only because the counter does not exist' };
+    return {
+      kernel: 'yes',
+      reason: 'the kernel has the nfacct match; it refused the rule only because the counter does not exist',
+    };
   }
-  if (/nfacct/i.test(err) && /(not supported|No chain\/target\/match|Couldn't load match|Protocol not supported)/i.test(err)) {
+  if (
+    /nfacct/i.test(err) &&
+    /(not supported|No chain\/target\/match|Couldn't load match|Protocol not supported)/i.test(err)
+  ) {
     return { kernel: 'no', reason: `the nfacct match was refused: ${err}` };
   }
   return { kernel: 'unknown', reason: `unexpected answer to the nfacct probe (exit ${r.exitCode}): ${err}` };
@@ -183,11 +191,15 @@ export async function probeNfacct(runner: CommandRunner, scratchNetns: string): 
   const probeCounter = 'switchboard_probe_missing_counter';
   const input = `*filter\n:SWITCHBOARD-PROBE - [0:0]\n-A SWITCHBOARD-PROBE -m nfacct --nfacct-name ${probeCounter} -j RETURN\nCOMMIT\n`;
   try {
-    const r = await inNetns(runner, scratchNetns).run(iptablesBinary('nft', 'IPv4', 'restore'), ['--noflush'], {
-      input,
-      reject: false,
-      timeoutMs: 10_000,
-    });
+    const r = await inNetns(runner, scratchNetns).run(
+      iptablesBinary('nft', 'IPv4', 'restore'),
+      ['--noflush'],
+      {
+        input,
+        reject: false,
+        timeoutMs: 10_000,
+      },
+    );
     return classifyNfacctProbe(r);
   } catch (e) {
     return { kernel: 'unknown', reason: `nfacct probe could not run: ${(e as Error).message}` };
@@ -199,4 +211,17 @@ export function parseNfacctList(output: string): string[] {
   const names: string[] = [];
   for (const m of output.matchAll(/^\s*\{[^}]*\}\s*=\s*([^;\s]+);/gm)) names.push(m[1]!);
   return names;
+}
+
+/**
+ * The nfacct counters that exist (in the runner's namespace), or undefined when the
+ * `nfacct` tool is missing or cannot talk to the kernel.
+ */
+export async function listNfacctCounters(runner: CommandRunner): Promise<string[] | undefined> {
+  try {
+    const r = await runner.run('nfacct', ['list'], { reject: false, timeoutMs: 10_000 });
+    return r.exitCode === 0 ? parseNfacctList(r.stdout) : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -42,7 +42,9 @@ export class CommandError extends Error {
 
 /** For messages only: the command as a human would type it. */
 export function formatCommand(cmd: string, args: readonly string[]): string {
-  return [cmd, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+  return [cmd, ...args]
+    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
+    .join(' ');
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -64,7 +66,13 @@ export class ExecaRunner implements CommandRunner {
       exitCode: result.exitCode ?? -1,
     };
     if (result.timedOut) {
-      throw new CommandError(cmd, args, out, 'timeout', `timed out after ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`);
+      throw new CommandError(
+        cmd,
+        args,
+        out,
+        'timeout',
+        `timed out after ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`,
+      );
     }
     if (result.exitCode === undefined) {
       // Not started (ENOENT) or killed by a signal.
@@ -106,9 +114,7 @@ export class RecordingRunner implements CommandRunner {
   /** Answer calls whose `cmd args...` line starts with `prefix` (or that `match` accepts). */
   on(match: string | ((call: RecordedCall) => boolean), result: Partial<RunResult>): this {
     const test =
-      typeof match === 'string'
-        ? (c: RecordedCall) => [c.cmd, ...c.args].join(' ').startsWith(match)
-        : match;
+      typeof match === 'string' ? (c: RecordedCall) => [c.cmd, ...c.args].join(' ').startsWith(match) : match;
     this.responders.push((c) => (test(c) ? result : undefined));
     return this;
   }
@@ -124,7 +130,13 @@ export class RecordingRunner implements CommandRunner {
     }
     const result: RunResult = { stdout: '', stderr: '', exitCode: 0, ...answer };
     if (result.exitCode !== 0 && options.reject !== false) {
-      throw new CommandError(cmd, args, result, 'exit', `exit code ${result.exitCode}: ${result.stderr.trim()}`);
+      throw new CommandError(
+        cmd,
+        args,
+        result,
+        'exit',
+        `exit code ${result.exitCode}: ${result.stderr.trim()}`,
+      );
     }
     return result;
   }

@@ -21,7 +21,8 @@ export class RestoreError extends Error {
     /** That line of the input. Note: both backends sometimes blame the `COMMIT` line. */
     readonly line: string | undefined,
   ) {
-    const where = lineNumber === undefined ? '' : ` at line ${lineNumber}${line === undefined ? '' : `: ${line}`}`;
+    const where =
+      lineNumber === undefined ? '' : ` at line ${lineNumber}${line === undefined ? '' : `: ${line}`}`;
     super(`${family} iptables-restore failed (exit ${exitCode})${where}: ${firstMessage(stderr)}`);
   }
 }
@@ -147,7 +148,12 @@ export class Iptables {
   }
 
   /** `-C`: exit 0 = present, 1 = absent (or chain missing); anything else is an error. */
-  async hasRule(family: IPFamily, table: string, chain: string, ruleArgs: readonly string[]): Promise<boolean> {
+  async hasRule(
+    family: IPFamily,
+    table: string,
+    chain: string,
+    ruleArgs: readonly string[],
+  ): Promise<boolean> {
     const args = [...this.wait, '-t', table, '-C', chain, ...ruleArgs];
     const r = await this.runner.run(this.binary(family, 'iptables'), args, { reject: false });
     if (r.exitCode === 0) return true;

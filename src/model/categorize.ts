@@ -21,7 +21,11 @@ export function isExternallyAccessible(sp: ServicePort): boolean {
  * endpoint has some and one names this node), then zone hints likewise. Returns null
  * when no filtering applies.
  */
-function topologyFilter(ready: readonly Endpoint[], node: NodeInfo, opts: TopologyOptions): Endpoint[] | null {
+function topologyFilter(
+  ready: readonly Endpoint[],
+  node: NodeInfo,
+  opts: TopologyOptions,
+): Endpoint[] | null {
   if (ready.length === 0) return null;
   const zone = node.labels[ZONE_LABEL] ?? '';
   if (opts.preferSameNode && ready.every((ep) => ep.nodeHints !== null)) {

@@ -5,7 +5,9 @@
  * whole; a single malformed endpoint or port is skipped alone and reported, so one bad
  * address does not take the service's other endpoints with it.
  */
+
 import type { ObjectProblem } from '../errors.js';
+import { getOrCreate } from './collections.js';
 import { type IPFamily, joinHostPort, type ParsedIP, parseIP } from './ip.js';
 import { invalidDns1123Label, invalidDns1123Subdomain, invalidPort } from './names.js';
 import { arr, FieldError, isRecord, obj, optBool, optNum, optStr, type RawObject, refOf } from './raw.js';
@@ -82,9 +84,11 @@ function parseSliceFields(raw: RawObject, report: (e: FieldError) => void): Pars
   const labels = obj(meta, 'labels', 'metadata.labels');
   const serviceName = labels[SERVICE_NAME_LABEL];
   const labelPath = `metadata.labels["${SERVICE_NAME_LABEL}"]`;
-  if (serviceName === undefined) throw new FieldError(labelPath, 'is missing: the slice belongs to no Service');
+  if (serviceName === undefined)
+    throw new FieldError(labelPath, 'is missing: the slice belongs to no Service');
   const svcErr = invalidDns1123Label(serviceName);
-  if (svcErr || typeof serviceName !== 'string') throw new FieldError(labelPath, svcErr ?? 'must be a string');
+  if (svcErr || typeof serviceName !== 'string')
+    throw new FieldError(labelPath, svcErr ?? 'must be a string');
 
   const addressType = optStr(raw, 'addressType', 'addressType');
   if (addressType !== 'IPv4' && addressType !== 'IPv6' && addressType !== 'FQDN') {
@@ -128,7 +132,8 @@ function parseSliceFields(raw: RawObject, report: (e: FieldError) => void): Pars
       // Only addresses[0] is used (kube-proxy); FQDN slices carry names, not IPs.
       if (addressType === 'FQDN') return;
       const ip = typeof first === 'string' ? parseIP(first) : null;
-      if (!ip) throw new FieldError(`${path}.addresses[0]`, `${JSON.stringify(first)} is not a valid IP address`);
+      if (!ip)
+        throw new FieldError(`${path}.addresses[0]`, `${JSON.stringify(first)} is not a valid IP address`);
       const cond = obj(ep, 'conditions', `${path}.conditions`);
       const hints = obj(ep, 'hints', `${path}.hints`);
       endpoints.push({
@@ -156,8 +161,18 @@ export function portKey(portName: string, protocol: Protocol): string {
 }
 
 /**
+ * Which copy of an endpoint listed twice wins: a non-terminating one (current
+ * kube-proxy), then a local one (older kube-proxy); otherwise the first in slice-name
+ * order. kube-proxy iterates slices in Go map order, so among equals its pick is random.
+ */
+function preferDuplicate(candidate: SliceEndpoint, candidateLocal: boolean, existing: Endpoint): boolean {
+  if (candidate.terminating !== existing.terminating) return !candidate.terminating;
+  return candidateLocal && !existing.isLocal;
+}
+
+/**
  * Merges the slices of one Service into endpoint lists per port key, for one family.
- * Endpoints are de-duplicated by endpoint string (a local duplicate wins) and sorted
+ * Endpoints are de-duplicated by endpoint string (see preferDuplicate) and sorted
  * byte-wise by it, the order the probability rules follow.
  */
 export function mergeSlices(
@@ -171,13 +186,13 @@ export function mergeSlices(
     if (slice.addressType !== family) continue;
     for (const sp of slice.ports) {
       const key = portKey(sp.name, sp.protocol);
-      let set = byPort.get(key);
-      if (!set) byPort.set(key, (set = new Map()));
+      const set = getOrCreate(byPort, key, () => new Map<string, Endpoint>());
       for (const ep of slice.endpoints) {
         if (ep.ip.family !== family) continue;
         const endpoint = joinHostPort(ep.ip, sp.port);
         const isLocal = ep.nodeName !== null && ep.nodeName === nodeName;
-        if (set.has(endpoint) && !isLocal) continue;
+        const existing = set.get(endpoint);
+        if (existing && !preferDuplicate(ep, isLocal, existing)) continue;
         set.set(endpoint, {
           ip: ep.ip.text,
           port: sp.port,

@@ -47,7 +47,8 @@ export function invalidPortName(value: unknown): string | null {
 
 /** An integer port in [min, 65535]. */
 export function invalidPort(value: unknown, min = 1): string | null {
-  if (typeof value !== 'number' || !Number.isInteger(value)) return `${JSON.stringify(value)} is not an integer`;
+  if (typeof value !== 'number' || !Number.isInteger(value))
+    return `${JSON.stringify(value)} is not an integer`;
   if (value < min || value > 65535) return `${value} is out of range ${min}-65535`;
   return null;
 }

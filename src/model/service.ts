@@ -4,7 +4,7 @@
  * never describe half of it.
  */
 import type { ObjectProblem } from '../errors.js';
-import { type IPFamily, parseCIDR, parseIP } from './ip.js';
+import { type IPFamily, type ParsedCIDR, parseCIDR, parseIP } from './ip.js';
 import { invalidDns1035Label, invalidDns1123Label, invalidPort, invalidPortName } from './names.js';
 import { arr, FieldError, isRecord, obj, optNum, optStr, type RawObject, refOf } from './raw.js';
 import type { Protocol, ServicePort } from './types.js';
@@ -25,7 +25,7 @@ export interface ParsedService {
   ports: { name: string; protocol: Protocol; port: number; nodePort: number }[];
   externalIPs: { family: IPFamily; text: string }[];
   loadBalancerVIPs: { family: IPFamily; text: string }[];
-  sourceRanges: { family: IPFamily; text: string }[];
+  sourceRanges: ParsedCIDR[];
   stickySeconds: number;
   externalPolicyLocal: boolean;
   internalPolicyLocal: boolean;
@@ -123,7 +123,8 @@ function parseServiceFields(raw: RawObject): ParsedService {
     const nodePortErr = invalidPort(nodePort, 0);
     if (nodePortErr) throw new FieldError(`${path}.nodePort`, nodePortErr);
     const key = `${portName}/${protocol}`;
-    if (seenPortNames.has(key)) throw new FieldError(`${path}.name`, `duplicate port ${JSON.stringify(portName)}`);
+    if (seenPortNames.has(key))
+      throw new FieldError(`${path}.name`, `duplicate port ${JSON.stringify(portName)}`);
     seenPortNames.add(key);
     ports.push({ name: portName, protocol, port: port as number, nodePort });
   });
@@ -203,6 +204,12 @@ function parseServiceFields(raw: RawObject): ParsedService {
   };
 }
 
+/** The family's source ranges; a zero-length prefix means "allow any", the same as none (kube-proxy). */
+function sourceRangesFor(svc: ParsedService, family: IPFamily): string[] {
+  const ranges = svc.sourceRanges.filter((r) => r.family === family);
+  return ranges.some((r) => r.prefix === 0) ? [] : ranges.map((r) => r.text);
+}
+
 /** The ServicePorts of one family (none when the Service has no ClusterIP of it). */
 export function servicePortsForFamily(svc: ParsedService, family: IPFamily): ServicePort[] {
   const clusterIP = svc.clusterIPs[family];
@@ -223,7 +230,7 @@ export function servicePortsForFamily(svc: ParsedService, family: IPFamily): Ser
     nodePort: p.nodePort,
     externalIPs: ofFamily(svc.externalIPs),
     loadBalancerVIPs: ofFamily(svc.loadBalancerVIPs),
-    loadBalancerSourceRanges: ofFamily(svc.sourceRanges),
+    loadBalancerSourceRanges: sourceRangesFor(svc, family),
     stickySeconds: svc.stickySeconds,
     externalPolicyLocal: svc.externalPolicyLocal,
     internalPolicyLocal: svc.internalPolicyLocal,

@@ -7,7 +7,12 @@
  * the *same* ServicePortState objects from one snapshot to the next, which is what lets
  * the renderers cache per-service output by identity and makes a partial sync cheap.
  */
-import { categorizeEndpoints, isExternallyAccessible, type TopologyOptions, ZONE_LABEL } from './categorize.js';
+import {
+  categorizeEndpoints,
+  isExternallyAccessible,
+  type TopologyOptions,
+  ZONE_LABEL,
+} from './categorize.js';
 import { mergeSlices, portKey } from './endpoint-slice.js';
 import { type IPFamily, parseCIDR, parseIP } from './ip.js';
 import { isRecord } from './raw.js';
@@ -80,7 +85,8 @@ export class SnapshotBuilder {
     for (const key of store.serviceKeys()) {
       const version = store.version(key);
       let entry = this.cache.get(key);
-      if (!entry || entry.version !== version) entry = { version, ports: this.buildService(store, key, node) };
+      if (!entry || entry.version !== version)
+        entry = { version, ports: this.buildService(store, key, node) };
       next.set(key, entry);
       for (const sp of entry.ports) {
         servicePorts.push(sp);

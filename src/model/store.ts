@@ -6,7 +6,9 @@
  * identical object is not a change). The sync loop compares versions with those of its
  * last successful sync to know which services a partial sync must rewrite.
  */
+
 import type { ObjectProblem } from '../errors.js';
+import { getOrCreate } from './collections.js';
 import { type ParsedSlice, parseEndpointSlice } from './endpoint-slice.js';
 import { isRecord } from './raw.js';
 import { type ParsedService, parseService } from './service.js';
@@ -154,9 +156,7 @@ export class ObjectStore {
       const serviceKey = slice ? `${slice.namespace}/${slice.serviceName}` : null;
       this.slices.set(key, { fingerprint, serviceKey, parsed: slice });
       if (slice && serviceKey) {
-        let bySvc = this.slicesByService.get(serviceKey);
-        if (!bySvc) this.slicesByService.set(serviceKey, (bySvc = new Map()));
-        bySvc.set(key, slice);
+        getOrCreate(this.slicesByService, serviceKey, () => new Map()).set(key, slice);
         changed.add(serviceKey);
       }
     }

@@ -56,7 +56,8 @@ export function objectsFromDocuments(docs: readonly unknown[], source: string): 
   docs.forEach((doc, i) => {
     visit(doc, `${source} document ${i + 1}`);
   });
-  for (const [label, count] of ignored) notices.push(`${source}: ignored ${count} ${label} (not a proxy input)`);
+  for (const [label, count] of ignored)
+    notices.push(`${source}: ignored ${count} ${label} (not a proxy input)`);
   return { events, notices };
 }
 

@@ -2,11 +2,17 @@
  * One render from a set of objects: what `switchboard render` prints and what the
  * golden tests check. The sync loop uses the same pieces with long-lived caches.
  */
+
+import { buildRenderContext } from '../backends/iptables/context.js';
+import {
+  FULL_SYNC,
+  type IptablesRender,
+  renderIptables,
+  type SyncScope,
+} from '../backends/iptables/render.js';
 import type { HostFacts } from '../config/host.js';
 import type { KubeProxyConfiguration } from '../config/kubeproxy.js';
 import type { ObjectProblem } from '../errors.js';
-import { buildRenderContext } from '../backends/iptables/context.js';
-import { FULL_SYNC, type IptablesRender, renderIptables, type SyncScope } from '../backends/iptables/render.js';
 import type { IPFamily } from '../model/ip.js';
 import { nodeInfoFrom, SnapshotBuilder } from '../model/snapshot.js';
 import { type ObjectEvent, ObjectStore } from '../model/store.js';

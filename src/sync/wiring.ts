@@ -3,9 +3,9 @@
  * which options the iptables renderer gets, which topology features are on.
  */
 import { hostname } from 'node:os';
-import { featureEnabled, type KubeProxyConfiguration } from '../config/kubeproxy.js';
-import type { HostFacts } from '../config/host.js';
 import type { IptablesOptions } from '../backends/iptables/context.js';
+import type { HostFacts } from '../config/host.js';
+import { featureEnabled, type KubeProxyConfiguration } from '../config/kubeproxy.js';
 import type { TopologyOptions } from '../model/categorize.js';
 
 /** The node's name: host facts, then hostnameOverride, then the hostname (lower-cased, as kube-proxy does). */

@@ -41,7 +41,7 @@ describe('parseGoDuration', () => {
     ['', 'empty'],
     ['30', 'missing unit'],
     ['1.5', 'missing unit'],
-    ['s', 'expected a number'],
+    ['s', 'missing number'],
     ['.s', 'missing number'],
     ['1d', 'expected a number'],
     ['1 s', 'expected a number'],

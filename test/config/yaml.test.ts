@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { InputError } from '../../src/errors.js';
 import {
   formatPath,
   parseSingleYamlDocument,
@@ -7,6 +6,7 @@ import {
   parseYamlDocuments,
   parseYamlStream,
 } from '../../src/config/yaml.js';
+import { InputError } from '../../src/errors.js';
 
 function thrown(fn: () => unknown): Error {
   try {
@@ -19,9 +19,18 @@ function thrown(fn: () => unknown): Error {
 
 describe('parseYamlDocuments', () => {
   it('returns the non-empty documents and skips empty, comment-only and null ones', () => {
-    const text = ['# header comment', '---', 'a: 1', '---', '---', '# nothing here', '---', '~', '---', 'b: [x, y]'].join(
-      '\n',
-    );
+    const text = [
+      '# header comment',
+      '---',
+      'a: 1',
+      '---',
+      '---',
+      '# nothing here',
+      '---',
+      '~',
+      '---',
+      'b: [x, y]',
+    ].join('\n');
     expect(parseYamlDocuments(text, 'm.yaml')).toEqual([{ a: 1 }, { b: ['x', 'y'] }]);
   });
 
@@ -49,9 +58,9 @@ describe('parseYamlDocuments', () => {
   });
 
   it('reports the line of an error in a later document', () => {
-    const text = 'a: 1\n---\nb: 2\n---\nc: "unterminated\n';
+    const text = 'a: 1\n---\nb: 2\n---\nc: d: e\n';
     const err = thrown(() => parseYamlDocuments(text, 'x.yaml'));
-    expect(err.message).toMatch(/^x\.yaml:5:\d+: /);
+    expect(err.message).toBe('x.yaml:5:4: Nested mappings are not allowed in compact mappings');
   });
 
   it('refuses duplicate keys with their line', () => {
@@ -114,5 +123,21 @@ describe('formatPath', () => {
     expect(formatPath(['nodePortAddresses', 1])).toBe('nodePortAddresses[1]');
     expect(formatPath(['interfaces', 'eth0', 0])).toBe('interfaces.eth0[0]');
     expect(formatPath([])).toBe('(document)');
+  });
+});
+
+describe('lineOf for block values', () => {
+  it('points at the key line of a map entry whose value is a block mapping or sequence', () => {
+    const doc = parseYamlStream('a: 1\nspec:\n  ports:\n  - port: 80\n', 'f.yaml').documents[0]!;
+    expect(doc.lineOf(['spec'])).toBe(2);
+    expect(doc.lineOf(['spec', 'ports'])).toBe(3);
+    expect(doc.lineOf(['spec', 'ports', 0])).toBe(4);
+  });
+
+  it('uses the fallback path when the field is absent', () => {
+    const doc = parseYamlStream('mode: X\nsection:\n  other: 1\n', 'f.yaml').documents[0]!;
+    expect(doc.lineOf(['section', 'missing'], ['mode'])).toBe(1);
+    expect(doc.lineOf(['section', 'missing'])).toBe(2);
+    expect(doc.lineOf(['section', 'other'], ['mode'])).toBe(3);
   });
 });

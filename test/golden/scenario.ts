@@ -3,10 +3,14 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type HostFacts, loadHostFacts, neutralHostFacts } from '../../src/config/host.js';
-import { defaultKubeProxyConfiguration, type KubeProxyConfiguration, loadKubeProxyConfiguration } from '../../src/config/kubeproxy.js';
-import { parseYamlDocument, parseYamlDocuments } from '../../src/config/yaml.js';
 import { FULL_SYNC, type SyncScope } from '../../src/backends/iptables/render.js';
+import { type HostFacts, loadHostFacts, neutralHostFacts } from '../../src/config/host.js';
+import {
+  defaultKubeProxyConfiguration,
+  type KubeProxyConfiguration,
+  loadKubeProxyConfiguration,
+} from '../../src/config/kubeproxy.js';
+import { parseYamlDocument, parseYamlDocuments } from '../../src/config/yaml.js';
 import type { IPFamily } from '../../src/model/ip.js';
 import { objectsFromDocuments } from '../../src/sources/manifests.js';
 import { type RenderOnceResult, renderOnce } from '../../src/sync/render-once.js';
@@ -26,7 +30,9 @@ export function listScenarios(): Scenario[] {
     .filter((d) => d.isDirectory() && existsSync(join(FIXTURES, d.name, 'cluster.yaml')))
     .map((d) => {
       const dir = join(FIXTURES, d.name);
-      const families = (Object.keys(RULE_FILES) as IPFamily[]).filter((f) => existsSync(join(dir, RULE_FILES[f])));
+      const families = (Object.keys(RULE_FILES) as IPFamily[]).filter((f) =>
+        existsSync(join(dir, RULE_FILES[f])),
+      );
       return { name: d.name, dir, families };
     })
     .sort((a, b) => (a.name < b.name ? -1 : 1));
@@ -54,11 +60,16 @@ function loadScope(dir: string): SyncScope {
 
 export function renderScenario(s: Scenario, family: IPFamily): RenderOnceResult {
   const clusterPath = join(s.dir, 'cluster.yaml');
-  const { events } = objectsFromDocuments(parseYamlDocuments(readFileSync(clusterPath, 'utf8'), clusterPath), clusterPath);
+  const { events } = objectsFromDocuments(
+    parseYamlDocuments(readFileSync(clusterPath, 'utf8'), clusterPath),
+    clusterPath,
+  );
   const configPath = join(s.dir, 'config.yaml');
   const configText = readOptional(configPath);
   const config: KubeProxyConfiguration =
-    configText === null ? defaultKubeProxyConfiguration() : loadKubeProxyConfiguration(configText, configPath).config;
+    configText === null
+      ? defaultKubeProxyConfiguration()
+      : loadKubeProxyConfiguration(configText, configPath).config;
   const hostPath = join(s.dir, 'host.yaml');
   const hostText = readOptional(hostPath);
   const host: HostFacts = hostText === null ? neutralHostFacts() : loadHostFacts(hostText, hostPath);

@@ -18,4 +18,8 @@ for (const s of listScenarios()) {
     }
   }
 }
-console.log(changed === 0 ? 'all golden files up to date' : `${changed} file(s) updated: review with git diff fixtures/`);
+console.log(
+  changed === 0
+    ? 'all golden files up to date'
+    : `${changed} file(s) updated: review with git diff fixtures/`,
+);

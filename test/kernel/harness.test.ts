@@ -63,7 +63,12 @@ describeKernel('harness: pods, node and external host', () => {
     await iptables.restore('IPv4', drop);
     await iptables.ensureRule('IPv4', 'prepend', 'filter', 'FORWARD', ['-j', 'SB-HARNESS-DROP']);
     try {
-      const r = await topo.connect(topo.external, { proto: 'tcp', host: pod.ipv4, port: 8080, timeoutMs: 500 });
+      const r = await topo.connect(topo.external, {
+        proto: 'tcp',
+        host: pod.ipv4,
+        port: 8080,
+        timeoutMs: 500,
+      });
       expect(r).toEqual([{ ok: false, error: 'TIMEOUT' }]);
     } finally {
       await topo.in(topo.node).run('iptables-nft', ['-w', '5', '-D', 'FORWARD', '-j', 'SB-HARNESS-DROP']);

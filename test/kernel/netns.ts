@@ -18,7 +18,13 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
-import { type CommandRunner, ExecaRunner, inNetns, type RunOptions, type RunResult } from '../../src/kernel/exec.js';
+import {
+  type CommandRunner,
+  ExecaRunner,
+  inNetns,
+  type RunOptions,
+  type RunResult,
+} from '../../src/kernel/exec.js';
 
 const SERVER_SCRIPT = fileURLToPath(new URL('./servers/echo-server.mjs', import.meta.url));
 const CLIENT_SCRIPT = fileURLToPath(new URL('./servers/client.mjs', import.meta.url));
@@ -69,7 +75,15 @@ export interface ConnectOptions {
 }
 
 export type ConnectResult =
-  | { ok: true; name: string; proto: string; peer: string; peerPort: number; local?: string; localPort: number }
+  | {
+      ok: true;
+      name: string;
+      proto: string;
+      peer: string;
+      peerPort: number;
+      local?: string;
+      localPort: number;
+    }
   | { ok: false; error: string };
 
 /* ----------------------------------------------------------------------------------- */
@@ -138,8 +152,13 @@ function newPrefix(): string {
 
 /* ----------------------------------------------------------------------------------- */
 
-/** Runs a command, logging nothing; failures throw with the command and stderr. */
-async function sh(runner: CommandRunner, cmd: string, args: string[], options?: RunOptions): Promise<RunResult> {
+/** Runs a setup command with a timeout; a failure throws naming the command and its stderr. */
+async function sh(
+  runner: CommandRunner,
+  cmd: string,
+  args: string[],
+  options?: RunOptions,
+): Promise<RunResult> {
   return runner.run(cmd, args, { timeoutMs: 30_000, ...options });
 }
 
@@ -271,7 +290,19 @@ export class Topology {
 
     // The node's LAN, with the external host on it.
     await this.ns(this.external);
-    await this.ip(this.node, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.external);
+    await this.ip(
+      this.node,
+      'link',
+      'add',
+      'eth0',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      this.external,
+    );
     await this.ip(this.node, 'addr', 'add', `${NODE_IPV4}/24`, 'dev', 'eth0');
     await this.ip(this.node, 'addr', 'add', `${NODE_IPV6}/64`, 'dev', 'eth0', 'nodad');
     await this.ip(this.node, 'link', 'set', 'eth0', 'up');
@@ -294,7 +325,19 @@ export class Topology {
         nodeInterface: `vethp${i}`,
       };
       await this.ns(pod.ns);
-      await this.ip(this.node, 'link', 'add', pod.nodeInterface, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.ns);
+      await this.ip(
+        this.node,
+        'link',
+        'add',
+        pod.nodeInterface,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        'eth0',
+        'netns',
+        pod.ns,
+      );
       await this.ip(this.node, 'addr', 'add', `${pod.gatewayV4}/30`, 'dev', pod.nodeInterface);
       await this.ip(this.node, 'addr', 'add', `${pod.gatewayV6}/126`, 'dev', pod.nodeInterface, 'nodad');
       await this.ip(this.node, 'link', 'set', pod.nodeInterface, 'up');
@@ -319,7 +362,11 @@ export class Topology {
     for (const p of options.tcp ?? []) args.push('--tcp', String(p));
     for (const p of options.udp ?? []) args.push('--udp', String(p));
     // `ip netns exec` execs the command, so this pid is the server's own.
-    const child = execa('ip', args, { stdin: 'ignore', reject: false, buffer: { stdout: false, stderr: true } });
+    const child = execa('ip', args, {
+      stdin: 'ignore',
+      reject: false,
+      buffer: { stdout: false, stderr: true },
+    });
     const pid = child.pid;
     if (pid === undefined) throw new Error(`could not start echo server in ${ns}`);
     liveProcesses.set(pid, child);
@@ -330,7 +377,10 @@ export class Topology {
     };
     await new Promise<void>((resolve, reject) => {
       let out = '';
-      const timer = setTimeout(() => reject(new Error(`echo server ${name} in ${ns}: not ready after 10 s`)), 10_000);
+      const timer = setTimeout(
+        () => reject(new Error(`echo server ${name} in ${ns}: not ready after 10 s`)),
+        10_000,
+      );
       child.stdout?.on('data', (chunk: Buffer) => {
         out += chunk.toString();
         if (out.includes('READY\n')) {
@@ -371,7 +421,11 @@ export class Topology {
 }
 
 /** Runs the client script in `ns` and returns its results. */
-export async function connectFrom(root: CommandRunner, ns: string, options: ConnectOptions): Promise<ConnectResult[]> {
+export async function connectFrom(
+  root: CommandRunner,
+  ns: string,
+  options: ConnectOptions,
+): Promise<ConnectResult[]> {
   const count = options.count ?? 1;
   const timeoutMs = options.timeoutMs ?? 2000;
   const concurrency = options.concurrency ?? 1;

@@ -45,7 +45,13 @@ export function endpointChain(nameString: string, protocol: Protocol, endpoint: 
 }
 
 /** Prefixes of the per-service chains that stale-chain cleanup may delete. */
-export const SERVICE_CHAIN_PREFIXES = ['KUBE-SVC-', 'KUBE-SVL-', 'KUBE-SEP-', 'KUBE-FW-', 'KUBE-EXT-'] as const;
+export const SERVICE_CHAIN_PREFIXES = [
+  'KUBE-SVC-',
+  'KUBE-SVL-',
+  'KUBE-SEP-',
+  'KUBE-FW-',
+  'KUBE-EXT-',
+] as const;
 
 export function isServiceChain(name: string): boolean {
   return SERVICE_CHAIN_PREFIXES.some((p) => name.startsWith(p));

@@ -5,7 +5,14 @@
  * will be printed (CIDRs, interface names), so the renderer can print without checks.
  */
 import { InputError } from '../../errors.js';
-import { cidrContains, type IPFamily, isLoopback, type ParsedCIDR, parseCIDR, parseIP } from '../../model/ip.js';
+import {
+  cidrContains,
+  type IPFamily,
+  isLoopback,
+  type ParsedCIDR,
+  parseCIDR,
+  parseIP,
+} from '../../model/ip.js';
 import type { NodeInfo } from '../../model/types.js';
 
 export type DetectLocalMode = 'ClusterCIDR' | 'NodeCIDR' | 'BridgeInterface' | 'InterfaceNamePrefix';
@@ -90,7 +97,9 @@ function detector(opts: IptablesOptions, family: IPFamily, node: NodeInfo): Loca
     case 'InterfaceNamePrefix': {
       const prefix = opts.interfaceNamePrefix;
       if (!/^[A-Za-z0-9_.@:-]{1,14}$/.test(prefix)) {
-        throw new InputError(`detectLocal.interfaceNamePrefix: ${JSON.stringify(prefix)} is not an interface prefix`);
+        throw new InputError(
+          `detectLocal.interfaceNamePrefix: ${JSON.stringify(prefix)} is not an interface prefix`,
+        );
       }
       return { ifLocal: `-i ${prefix}+`, ifNotLocal: `! -i ${prefix}+` };
     }
@@ -99,7 +108,8 @@ function detector(opts: IptablesOptions, family: IPFamily, node: NodeInfo): Loca
 
 /** The mark as Go's `%#08x` prints it: `0x` + eight zero-padded hex digits. */
 export function formatMark(bit: number): string {
-  if (!Number.isInteger(bit) || bit < 0 || bit > 31) throw new InputError(`masqueradeBit: ${bit} is not in 0-31`);
+  if (!Number.isInteger(bit) || bit < 0 || bit > 31)
+    throw new InputError(`masqueradeBit: ${bit} is not in 0-31`);
   return `0x${(2 ** bit).toString(16).padStart(8, '0')}`;
 }
 
@@ -108,14 +118,16 @@ export function buildRenderContext(opts: IptablesOptions, family: IPFamily, node
   const cidrs: ParsedCIDR[] = [];
   opts.nodePortAddresses.forEach((entry, i) => {
     if (entry.trim() === 'primary') {
-      for (const ip of primaryNodeIPs.slice(0, 1)) cidrs.push(parseCIDR(`${ip}/${family === 'IPv4' ? 32 : 128}`)!);
+      for (const ip of primaryNodeIPs.slice(0, 1))
+        cidrs.push(parseCIDR(`${ip}/${family === 'IPv4' ? 32 : 128}`)!);
       return;
     }
     cidrs.push(...familyCIDRs([entry], family, `nodePortAddresses[${i}]`));
   });
   const matchAll = cidrs.length === 0 || cidrs.some((c) => c.prefix === 0);
   const loopback4 = parseIP('127.0.0.0')!;
-  const containsLoopback = matchAll || cidrs.some((c) => c.family === 'IPv4' && (c.bytes[0] === 127 || cidrContains(c, loopback4)));
+  const containsLoopback =
+    matchAll || cidrs.some((c) => c.family === 'IPv4' && (c.bytes[0] === 127 || cidrContains(c, loopback4)));
   const localhostNodePorts = opts.localhostNodePorts && family === 'IPv4' && containsLoopback;
 
   let nodePorts: NodePortTarget = { matchAll: true };
@@ -124,7 +136,8 @@ export function buildRenderContext(opts: IptablesOptions, family: IPFamily, node
     for (const [ifname, list] of Object.entries(opts.interfaces)) {
       list.forEach((entry, i) => {
         const ip = parseIP(entry.split('/')[0] ?? '');
-        if (!ip) throw new InputError(`interfaces.${ifname}[${i}]: ${JSON.stringify(entry)} is not an address`);
+        if (!ip)
+          throw new InputError(`interfaces.${ifname}[${i}]: ${JSON.stringify(entry)} is not an address`);
         if (ip.family !== family) return;
         if (isLoopback(ip) && (family === 'IPv6' || !localhostNodePorts)) return;
         if (cidrs.some((c) => cidrContains(c, ip))) addresses.add(ip.text);

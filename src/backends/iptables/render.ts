@@ -46,7 +46,8 @@ export interface IptablesRender {
   text: string;
 }
 
-const NODEPORTS_COMMENT = '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"';
+const NODEPORTS_COMMENT =
+  '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"';
 
 /**
  * Renders snapshots, remembering each service port's rules by identity: the snapshot
@@ -77,7 +78,11 @@ export class IptablesRenderer {
 }
 
 /** One-shot render without a cache (dry-run `render`, tests). */
-export function renderIptables(snapshot: Snapshot, ctx: RenderContext, scope: SyncScope = FULL_SYNC): IptablesRender {
+export function renderIptables(
+  snapshot: Snapshot,
+  ctx: RenderContext,
+  scope: SyncScope = FULL_SYNC,
+): IptablesRender {
   return new IptablesRenderer().render(snapshot, ctx, scope);
 }
 
@@ -153,8 +158,11 @@ function assemble(
 
   // The jump to KUBE-NODEPORTS must stay the last rule of nat KUBE-SERVICES (spec §13).
   if (ctx.nodePorts.matchAll) {
-    const exclude = ctx.family === 'IPv6' ? ' ! -d ::1/128' : ctx.localhostNodePorts ? '' : ' ! -d 127.0.0.0/8';
-    nServices.push(`-A KUBE-SERVICES ${NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL${exclude} -j KUBE-NODEPORTS`);
+    const exclude =
+      ctx.family === 'IPv6' ? ' ! -d ::1/128' : ctx.localhostNodePorts ? '' : ' ! -d 127.0.0.0/8';
+    nServices.push(
+      `-A KUBE-SERVICES ${NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL${exclude} -j KUBE-NODEPORTS`,
+    );
   } else {
     for (const ip of ctx.nodePorts.addresses) {
       nServices.push(`-A KUBE-SERVICES ${NODEPORTS_COMMENT} -d ${ip} -j KUBE-NODEPORTS`);
@@ -175,7 +183,10 @@ function assemble(
   let filterRules = 0;
   for (const r of filter.chains.values()) filterRules += r.length;
   const fixedNat =
-    nServices.length + nNodePorts.length + nat.chains.get('KUBE-POSTROUTING')!.length + 1; /* KUBE-MARK-MASQ */
+    nServices.length +
+    nNodePorts.length +
+    nat.chains.get('KUBE-POSTROUTING')!.length +
+    1; /* KUBE-MARK-MASQ */
   return {
     filter,
     nat,

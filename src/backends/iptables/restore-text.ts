@@ -8,6 +8,8 @@
  * text of a render is its own normal form, and the golden files compare byte for byte.
  */
 
+import { getOrCreate } from '../../model/collections.js';
+
 export type TableName = 'filter' | 'nat';
 
 export interface RestoreTable {
@@ -23,7 +25,8 @@ export function emptyTable(name: TableName): RestoreTable {
 }
 
 export function compareChains(a: string, b: string): number {
-  const rank = (c: string) => (c === 'KUBE-NODEPORTS' ? 0 : c === 'KUBE-SERVICES' ? 1 : c.startsWith('KUBE-') ? 2 : 3);
+  const rank = (c: string) =>
+    c === 'KUBE-NODEPORTS' ? 0 : c === 'KUBE-SERVICES' ? 1 : c.startsWith('KUBE-') ? 2 : 3;
   const d = rank(a) - rank(b);
   if (d !== 0) return d;
   return a < b ? -1 : a > b ? 1 : 0;
@@ -60,7 +63,8 @@ export function parseRestore(text: string): RestoreTable[] {
     if (line === '' || line.startsWith('#')) return;
     if (line.startsWith('*')) {
       const name = line.slice(1);
-      if (name !== 'filter' && name !== 'nat') throw new RestoreParseError(`${where}: unsupported table ${name}`);
+      if (name !== 'filter' && name !== 'nat')
+        throw new RestoreParseError(`${where}: unsupported table ${name}`);
       current = emptyTable(name);
       tables.push(current);
       return;
@@ -83,9 +87,7 @@ export function parseRestore(text: string): RestoreTable[] {
       table.deleted.push(chain);
       return;
     }
-    let rules = table.chains.get(chain);
-    if (!rules) table.chains.set(chain, (rules = []));
-    rules.push(line);
+    getOrCreate(table.chains, chain, () => []).push(line);
   });
   if (current) throw new RestoreParseError('missing COMMIT at end of input');
   return tables;

@@ -27,7 +27,11 @@ export interface ServicePortRules {
   noLocalEndpoints: { internal: boolean; external: boolean };
 }
 
-export function renderServicePort(state: ServicePortState, ctx: RenderContext, largeCluster: boolean): ServicePortRules {
+export function renderServicePort(
+  state: ServicePortState,
+  ctx: RenderContext,
+  largeCluster: boolean,
+): ServicePortRules {
   const { port: sp, selection: sel } = state;
   const N = sp.nameString;
   const p = sp.protocol.toLowerCase();
@@ -52,7 +56,8 @@ export function renderServicePort(state: ServicePortState, ctx: RenderContext, l
   const internalChain = sp.internalPolicyLocal ? chains.svl : chains.svc;
   const externalPolicyChain = sp.externalPolicyLocal ? chains.svl : chains.svc;
   const usesExtChain = hasEndpoints && state.externallyAccessible;
-  const usesFwChain = hasEndpoints && sp.loadBalancerVIPs.length > 0 && sp.loadBalancerSourceRanges.length > 0;
+  const usesFwChain =
+    hasEndpoints && sp.loadBalancerVIPs.length > 0 && sp.loadBalancerSourceRanges.length > 0;
   const lbChain = usesFwChain ? chains.fw : chains.ext;
 
   // Comments of the filter rules for traffic that has nowhere to go (spec §5, §11).
@@ -114,7 +119,9 @@ export function renderServicePort(state: ServicePortState, ctx: RenderContext, l
           `-A KUBE-NODEPORTS -m comment --comment ${N} ${X} -d 127.0.0.0/8 --dport ${sp.nodePort} -m nfacct --nfacct-name localhost_nps_accepted_pkts -j ${chains.ext}`,
         );
       }
-      shared.natNodePorts.push(`-A KUBE-NODEPORTS -m comment --comment ${N} ${X} --dport ${sp.nodePort} -j ${chains.ext}`);
+      shared.natNodePorts.push(
+        `-A KUBE-NODEPORTS -m comment --comment ${N} ${X} --dport ${sp.nodePort} -j ${chains.ext}`,
+      );
     }
     if (!hasExternalEndpoints) {
       shared.filterExternalServices.push(
@@ -135,7 +142,9 @@ export function renderServicePort(state: ServicePortState, ctx: RenderContext, l
   if (hasInternalEndpoints) {
     if (ctx.masqueradeAll) internalChainRules.push(`-A ${internalChain} ${clusterIPMatch} -j KUBE-MARK-MASQ`);
     else if (ctx.localDetector) {
-      internalChainRules.push(`-A ${internalChain} ${clusterIPMatch} ${ctx.localDetector.ifNotLocal} -j KUBE-MARK-MASQ`);
+      internalChainRules.push(
+        `-A ${internalChain} ${clusterIPMatch} ${ctx.localDetector.ifNotLocal} -j KUBE-MARK-MASQ`,
+      );
     }
   }
 
@@ -144,7 +153,9 @@ export function renderServicePort(state: ServicePortState, ctx: RenderContext, l
     const ext = chains.ext;
     const rules: string[] = [];
     if (!sp.externalPolicyLocal) {
-      rules.push(`-A ${ext} -m comment --comment "masquerade traffic for ${N} external destinations" -j KUBE-MARK-MASQ`);
+      rules.push(
+        `-A ${ext} -m comment --comment "masquerade traffic for ${N} external destinations" -j KUBE-MARK-MASQ`,
+      );
     } else {
       if (ctx.localDetector) {
         rules.push(
@@ -168,7 +179,9 @@ export function renderServicePort(state: ServicePortState, ctx: RenderContext, l
     if (ctx.nodeIP !== null && rangesContain(sp.loadBalancerSourceRanges, ctx.nodeIP)) {
       for (const vip of sp.loadBalancerVIPs) rules.push(`${base} -s ${vip} -j ${chains.ext}`);
     }
-    rules.push(`-A ${fw} -m comment --comment "other traffic to ${N} will be dropped by KUBE-PROXY-FIREWALL"`);
+    rules.push(
+      `-A ${fw} -m comment --comment "other traffic to ${N} will be dropped by KUBE-PROXY-FIREWALL"`,
+    );
     own.push([fw, rules]);
   }
 
@@ -188,7 +201,9 @@ export function renderServicePort(state: ServicePortState, ctx: RenderContext, l
     if (sp.stickySeconds > 0) {
       for (const ep of endpoints) {
         const sep = chainOf(ep);
-        rules.push(`-A ${chain}${comment(ep)} -m recent --name ${sep} --rcheck --seconds ${sp.stickySeconds} --reap -j ${sep}`);
+        rules.push(
+          `-A ${chain}${comment(ep)} -m recent --name ${sep} --rcheck --seconds ${sp.stickySeconds} --reap -j ${sep}`,
+        );
       }
     }
     const n = endpoints.length;
@@ -218,14 +233,20 @@ export function renderServicePort(state: ServicePortState, ctx: RenderContext, l
   return {
     shared,
     own,
-    noLocalEndpoints: { internal: hasEndpoints && !hasInternalEndpoints, external: hasEndpoints && !hasExternalEndpoints },
+    noLocalEndpoints: {
+      internal: hasEndpoints && !hasInternalEndpoints,
+      external: hasEndpoints && !hasExternalEndpoints,
+    },
   };
 }
 
 function rangesContain(ranges: readonly string[], ip: string): boolean {
   const addr = parseIP(ip);
-  return addr !== null && ranges.some((r) => {
-    const cidr = parseCIDR(r);
-    return cidr !== null && cidrContains(cidr, addr);
-  });
+  return (
+    addr !== null &&
+    ranges.some((r) => {
+      const cidr = parseCIDR(r);
+      return cidr !== null && cidrContains(cidr, addr);
+    })
+  );
 }

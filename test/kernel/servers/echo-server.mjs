@@ -25,7 +25,8 @@ if (!values.name) {
 const name = values.name;
 
 /** `::ffff:10.0.0.1` (an IPv4 peer on a dual-stack socket) → `10.0.0.1`. */
-const plain = (address) => (address?.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address);
+const plain = (address) =>
+  address?.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 
 const reply = (proto, peer, peerPort, local, localPort) =>
   `${JSON.stringify({ name, proto, peer: plain(peer), peerPort, local: plain(local), localPort })}\n`;
@@ -59,7 +60,11 @@ for (const p of values.udp) {
   const socket = dgram.createSocket({ type, ipv6Only: false });
   socket.on('message', (_msg, rinfo) => {
     // The destination address of a datagram is not visible without IP_PKTINFO: port only.
-    socket.send(reply('udp', rinfo.address, rinfo.port, undefined, socket.address().port), rinfo.port, rinfo.address);
+    socket.send(
+      reply('udp', rinfo.address, rinfo.port, undefined, socket.address().port),
+      rinfo.port,
+      rinfo.address,
+    );
   });
   listening.push(
     new Promise((resolve, reject) => {

@@ -1,0 +1,44 @@
+/**
+ * ExecaRunner against real (harmless) processes; no root needed.
+ */
+import { describe, expect, it } from 'vitest';
+import { CommandError, ExecaRunner } from '../../src/kernel/exec.js';
+
+const runner = new ExecaRunner();
+const node = process.execPath;
+
+describe('ExecaRunner', () => {
+  it('passes arguments verbatim (no shell) and input on stdin', async () => {
+    const script =
+      'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{process.stdout.write(JSON.stringify([process.argv.slice(1),s]))})';
+    const r = await runner.run(node, ['-e', script, '$(rm -rf /)', 'a b;c'], { input: 'line 1\n' });
+    expect(JSON.parse(r.stdout)).toEqual([['$(rm -rf /)', 'a b;c'], 'line 1\n']);
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('a non-zero exit throws CommandError, or is returned with reject: false', async () => {
+    const args = ['-e', 'process.stderr.write("bad input\\n"); process.exit(3)'];
+    const error = await runner.run(node, args).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CommandError);
+    expect(error).toMatchObject({ reason: 'exit', result: { exitCode: 3, stderr: 'bad input\n' } });
+    expect(await runner.run(node, args, { reject: false })).toEqual({
+      stdout: '',
+      stderr: 'bad input\n',
+      exitCode: 3,
+    });
+  });
+
+  it('a timeout throws even with reject: false', async () => {
+    const error = await runner
+      .run(node, ['-e', 'setTimeout(() => {}, 10000)'], { timeoutMs: 200, reject: false })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'CommandError', reason: 'timeout' });
+  });
+
+  it('a missing binary is a spawn error', async () => {
+    const error = await runner
+      .run('switchboard-no-such-binary', [], { reject: false })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'CommandError', reason: 'spawn' });
+  });
+});
