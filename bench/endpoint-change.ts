@@ -30,7 +30,9 @@ export function replaceEndpointIP(
     throw new Error(`EndpointSlice ${slice.metadata?.name}: endpoints[${index}] has no address`);
   }
   const endpoints = slice.endpoints.map((ep, i) =>
-    i === index ? { ...ep, addresses: [addedIP], targetRef: { ...ep.targetRef, name: `${ep.targetRef?.name}-new` } } : ep,
+    i === index
+      ? { ...ep, addresses: [addedIP], targetRef: { ...ep.targetRef, name: `${ep.targetRef?.name}-new` } }
+      : ep,
   );
   return {
     slice: { ...slice, metadata: { ...slice.metadata, resourceVersion: String(resourceVersion) }, endpoints },

@@ -10,8 +10,8 @@ export type KernelTables = Map<TableName, Map<string, readonly string[]>>;
 
 export function applyRestore(kernel: KernelTables, tables: readonly RestoreTable[]): void {
   for (const table of tables) {
-    let chains = kernel.get(table.name);
-    if (!chains) kernel.set(table.name, (chains = new Map()));
+    const chains = kernel.get(table.name) ?? new Map<string, readonly string[]>();
+    kernel.set(table.name, chains);
     for (const [chain, rules] of table.chains) chains.set(chain, rules);
     for (const chain of table.deleted) chains.delete(chain);
   }
@@ -28,7 +28,8 @@ export function diffKernels(actual: KernelTables, expected: KernelTables, limit 
       const er = e.get(chain);
       if (ar === undefined) out.push(`${name} ${chain}: missing`);
       else if (er === undefined) out.push(`${name} ${chain}: should not exist`);
-      else if (ar.length !== er.length || ar.some((r, i) => r !== er[i])) out.push(`${name} ${chain}: rules differ`);
+      else if (ar.length !== er.length || ar.some((r, i) => r !== er[i]))
+        out.push(`${name} ${chain}: rules differ`);
       if (out.length >= limit) return out;
     }
   }

@@ -20,19 +20,32 @@ export interface TargetCheck {
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
-  const line = (cells: string[]) => cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
 const ms = (v: number) => round(v, 1).toFixed(1);
 
 function phases(t: SyncTimes): string {
-  return `${ms(t.snapshotMs)} + ${ms(t.renderMs)} (fmt ${ms(t.formatMs)})`;
+  return `${ms(t.snapshotMs)} + ${ms(t.renderMs)} (fmt ${ms(t.formatMs)}), cpu ${ms(t.cpuMs)}`;
 }
 
 export function resultsTable(results: readonly ScenarioResult[]): string {
   const main = table(
-    ['scenario', 'services', 'endpoints', 'svc ports', 'store ms', 'full ms', 'partial ms', 'lines full', 'lines partial', 'RSS MiB'],
+    [
+      'scenario',
+      'services',
+      'endpoints',
+      'svc ports',
+      'store ms',
+      'full ms',
+      'partial ms',
+      'lines full',
+      'lines partial',
+      'RSS MiB',
+      'RSS at start',
+    ],
     results.map((r) => [
       r.scenario,
       String(r.services),
@@ -44,11 +57,17 @@ export function resultsTable(results: readonly ScenarioResult[]): string {
       String(r.restoreLinesFull),
       String(r.restoreLinesPartial),
       String(round(r.rssMiB, 0)),
+      String(round(r.rssStartMiB, 0)),
     ]),
   );
   const breakdown = table(
-    ['scenario', 'full: snapshot + render (fmt)', 'partial: snapshot + render (fmt)'],
-    results.map((r) => [r.scenario, phases(r.full), phases(r.partial)]),
+    ['scenario', 'full: snapshot + render (fmt), cpu', 'partial: snapshot + render (fmt), cpu', 'load avg'],
+    results.map((r) => [
+      r.scenario,
+      phases(r.full),
+      phases(r.partial),
+      r.loadAverage.map((l) => l.toFixed(2)).join(' -> '),
+    ]),
   );
   const mix = results.map((r) => {
     const m = r.mix;
@@ -62,7 +81,8 @@ export function resultsTable(results: readonly ScenarioResult[]): string {
   return [
     main,
     '',
-    'medians of 5; ms = milliseconds; fmt = the restore-text formatting part of render',
+    'medians of 5, wall-clock ms; fmt = the restore-text formatting part of render; cpu = process CPU ms;',
+    'load avg = 1-minute load at start -> end of the scenario (2 cores: above ~1 the figures are inflated)',
     breakdown,
     '',
     'mix:',

@@ -4,10 +4,16 @@
  * renders after one endpoint change (the same long-lived builder and renderer, as the sync
  * loop uses them), verify every partial render, and read the process's peak RSS.
  */
+import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { V1EndpointSlice } from '@kubernetes/client-node';
 import { buildRenderContext, type RenderContext } from '../src/backends/iptables/context.js';
-import { FULL_SYNC, type IptablesRender, IptablesRenderer, type SyncScope } from '../src/backends/iptables/render.js';
+import {
+  FULL_SYNC,
+  type IptablesRender,
+  IptablesRenderer,
+  type SyncScope,
+} from '../src/backends/iptables/render.js';
 import { formatRestore } from '../src/backends/iptables/restore-text.js';
 import { formatProblem } from '../src/errors.js';
 import type { TopologyOptions } from '../src/model/categorize.js';
@@ -18,7 +24,6 @@ import { iptablesOptions, resolveNodeName, topologyOptions } from '../src/sync/w
 import { firstReadyEndpoint, replaceEndpointIP } from './endpoint-change.js';
 import { applyRestore, diffKernels, type KernelTables } from './kernel-model.js';
 import { median } from './stats.js';
-import { syntheticConfig, syntheticHost } from './synthetic-config.js';
 import {
   type ClusterMix,
   type ClusterShape,
@@ -27,13 +32,19 @@ import {
   type SyntheticCluster,
   syntheticCluster,
 } from './synthetic-cluster.js';
+import { syntheticConfig, syntheticHost } from './synthetic-config.js';
 import { checkPartialRender } from './verify-partial.js';
 
 export const TIMED_RUNS = 5;
 
-/** Where the time of one sync goes; formatMs is part of renderMs (the restore-text step, timed apart). */
+/**
+ * Where the time of one sync goes; formatMs is part of renderMs (the restore-text step,
+ * timed apart). cpuMs is the process's CPU time over the sync (all its threads, GC
+ * helpers included): on a shared machine it moves less than wall time when others run.
+ */
 export interface SyncTimes {
   totalMs: number;
+  cpuMs: number;
   snapshotMs: number;
   renderMs: number;
   formatMs: number;
@@ -52,13 +63,21 @@ export interface ScenarioResult {
   partial: SyncTimes;
   restoreLinesFull: number;
   restoreLinesPartial: number;
+  /** peak RSS of the whole child process */
   rssMiB: number;
+  /** RSS before the cluster was generated: node, the TypeScript loader, the modules */
+  rssStartMiB: number;
+  /** 1-minute load averages at the start and the end: figures from a busy machine are not comparable */
+  loadAverage: [start: number, end: number];
   failures: string[];
 }
 
 export function parseScenarioName(name: string): { services: number; endpointsPerService: number } {
   const m = /^(\d+)x(\d+)$/.exec(name);
-  if (!m) throw new Error(`scenario ${JSON.stringify(name)}: expected <services>x<endpoints per service>, e.g. 10000x10`);
+  if (!m)
+    throw new Error(
+      `scenario ${JSON.stringify(name)}: expected <services>x<endpoints per service>, e.g. 10000x10`,
+    );
   return { services: Number(m[1]), endpointsPerService: Number(m[2]) };
 }
 
@@ -69,20 +88,33 @@ interface Timed {
 }
 
 function timedSync(build: () => Snapshot, render: (s: Snapshot) => IptablesRender): Timed {
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const snapshot = build();
   const t1 = performance.now();
   const result = render(snapshot);
   const t2 = performance.now();
+  const cpu = process.cpuUsage(c0);
   // Formatting again, alone, shows its share of the render.
   formatRestore([result.filter, result.nat]);
   const t3 = performance.now();
-  return { render: result, snapshot, times: { totalMs: t2 - t0, snapshotMs: t1 - t0, renderMs: t2 - t1, formatMs: t3 - t2 } };
+  return {
+    render: result,
+    snapshot,
+    times: {
+      totalMs: t2 - t0,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      snapshotMs: t1 - t0,
+      renderMs: t2 - t1,
+      formatMs: t3 - t2,
+    },
+  };
 }
 
 function medianTimes(list: readonly SyncTimes[]): SyncTimes {
   return {
     totalMs: median(list.map((t) => t.totalMs)),
+    cpuMs: median(list.map((t) => t.cpuMs)),
     snapshotMs: median(list.map((t) => t.snapshotMs)),
     renderMs: median(list.map((t) => t.renderMs)),
     formatMs: median(list.map((t) => t.formatMs)),
@@ -136,9 +168,15 @@ function measureFull(env: Env): { times: SyncTimes; restoreLines: number } {
       (s) => new IptablesRenderer().render(s, env.ctx, FULL_SYNC),
     );
   run(); // warm-up
-  const runs: Timed[] = [];
-  for (let i = 0; i < TIMED_RUNS; i++) runs.push(run());
-  return { times: medianTimes(runs.map((r) => r.times)), restoreLines: runs[0]!.render.stats.restoreLines };
+  // Keep only the figures: holding on to five renders would inflate the peak RSS.
+  const times: SyncTimes[] = [];
+  let restoreLines = 0;
+  for (let i = 0; i < TIMED_RUNS; i++) {
+    const { render, times: t } = run();
+    times.push(t);
+    restoreLines = render.stats.restoreLines;
+  }
+  return { times: medianTimes(times), restoreLines };
 }
 
 function measurePartial(
@@ -166,7 +204,9 @@ function measurePartial(
     cluster.slices[i] = change.slice;
     const applied = env.store.apply({ type: 'update', kind: 'EndpointSlice', object: change.slice });
     if (applied.changedServices.join() !== serviceKey) {
-      failures.push(`${serviceKey}: store.apply reported changed services [${applied.changedServices.join(', ')}]`);
+      failures.push(
+        `${serviceKey}: store.apply reported changed services [${applied.changedServices.join(', ')}]`,
+      );
     }
     const scope: SyncScope = {
       full: false,
@@ -189,9 +229,14 @@ function measurePartial(
   return { times: medianTimes(times), restoreLines: median(lines), kernel };
 }
 
-export function runScenario(name: string, shape: Omit<ClusterShape, 'services' | 'endpointsPerService'>): ScenarioResult {
+export function runScenario(
+  name: string,
+  shape: Omit<ClusterShape, 'services' | 'endpointsPerService'>,
+): ScenarioResult {
   const { services, endpointsPerService } = parseScenarioName(name);
   const failures: string[] = [];
+  const rssStartMiB = process.memoryUsage().rss / 2 ** 20;
+  const loadStart = loadavg()[0]!;
 
   const g0 = performance.now();
   const cluster = syntheticCluster({ ...shape, services, endpointsPerService });
@@ -220,7 +265,10 @@ export function runScenario(name: string, shape: Omit<ClusterShape, 'services' |
   const rssMiB = process.resourceUsage().maxRSS / 1024;
 
   // After the partial syncs the kernel must hold exactly what a full sync of the final state writes.
-  const fresh = new IptablesRenderer().render(new SnapshotBuilder('IPv4', env.topology).build(store, node), env.ctx);
+  const fresh = new IptablesRenderer().render(
+    new SnapshotBuilder('IPv4', env.topology).build(store, node),
+    env.ctx,
+  );
   const expected: KernelTables = new Map();
   applyRestore(expected, [fresh.filter, fresh.nat]);
   for (const d of diffKernels(partial.kernel, expected)) failures.push(`kernel after partial syncs: ${d}`);
@@ -238,6 +286,8 @@ export function runScenario(name: string, shape: Omit<ClusterShape, 'services' |
     restoreLinesFull: full.restoreLines,
     restoreLinesPartial: partial.restoreLines,
     rssMiB,
+    rssStartMiB,
+    loadAverage: [loadStart, loadavg()[0]!],
     failures,
   };
 }

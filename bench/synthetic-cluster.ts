@@ -111,7 +111,9 @@ function emptyMix(): ClusterMix {
 
 export function syntheticCluster(shape: ClusterShape): SyntheticCluster {
   if (shape.services < 1 || shape.endpointsPerService < 1 || shape.nodes < 1) {
-    throw new Error(`synthetic cluster: services, endpointsPerService and nodes must be >= 1 (${JSON.stringify(shape)})`);
+    throw new Error(
+      `synthetic cluster: services, endpointsPerService and nodes must be >= 1 (${JSON.stringify(shape)})`,
+    );
   }
   const prng = new Prng(shape.seed);
   const mix = emptyMix();
@@ -158,7 +160,9 @@ export function syntheticCluster(shape: ClusterShape): SyntheticCluster {
     else {
       const port = prng.pick(WEB_PORTS);
       // A single port may be unnamed; its chains are then named after the service alone.
-      ports = [{ ...(prng.chance(0.7) ? { name: 'http' } : {}), port, protocol: 'TCP', targetPort: port + 8000 }];
+      ports = [
+        { ...(prng.chance(0.7) ? { name: 'http' } : {}), port, protocol: 'TCP', targetPort: port + 8000 },
+      ];
     }
     if (type !== 'ClusterIP') for (const p of ports) p.nodePort = nextNodePort++;
 
@@ -246,7 +250,17 @@ export function syntheticCluster(shape: ClusterShape): SyntheticCluster {
     });
   }
 
-  return { shape, nodeName, nodeIP, clusterCIDR: CLUSTER_CIDR, node, services, slices, mix, lastResourceVersion: rv };
+  return {
+    shape,
+    nodeName,
+    nodeIP,
+    clusterCIDR: CLUSTER_CIDR,
+    node,
+    services,
+    slices,
+    mix,
+    lastResourceVersion: rv,
+  };
 }
 
 /** The add events a source would deliver for the cluster: the Node, then Services, then slices. */

@@ -40,7 +40,11 @@ const sorted = (s: Iterable<string>) => [...s].sort();
 const minus = (a: Iterable<string>, b: ReadonlySet<string>) => sorted([...a].filter((x) => !b.has(x)));
 
 /** Returns one message per violation; empty when the partial render is exactly right. */
-export function checkPartialRender(render: IptablesRender, snapshot: Snapshot, change: ChangedEndpoint): string[] {
+export function checkPartialRender(
+  render: IptablesRender,
+  snapshot: Snapshot,
+  change: ChangedEndpoint,
+): string[] {
   const failures: string[] = [];
   const fail = (msg: string) => failures.push(`${change.serviceKey}: ${msg}`);
   const ports = snapshot.servicePorts.filter((sp) => sp.port.serviceKey === change.serviceKey);
@@ -72,7 +76,9 @@ export function checkPartialRender(render: IptablesRender, snapshot: Snapshot, c
   if (missing.length > 0) fail(`nat declarations lack ${missing.join(' ')}`);
   if (unexpected.length > 0) {
     const shown = unexpected.slice(0, 5).join(' ');
-    fail(`nat declares ${unexpected.length} chains it should not: ${shown}${unexpected.length > 5 ? ' ...' : ''}`);
+    fail(
+      `nat declares ${unexpected.length} chains it should not: ${shown}${unexpected.length > 5 ? ' ...' : ''}`,
+    );
   }
   for (const c of added) if (!nat.declared.has(c)) fail(`new endpoint chain ${c} is not written`);
   for (const c of stale) if (render.activeChains.has(c)) fail(`stale chain ${c} is still active`);

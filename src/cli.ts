@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
- * switchboard: a kube-proxy compatible service proxy. Commands: render (dry-run).
+ * switchboard: a kube-proxy compatible service proxy. Commands: render (dry-run), run.
  */
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { createIptablesBackends } from './backends/iptables/backend.js';
 import { type HostFacts, loadHostFacts, neutralHostFacts } from './config/host.js';
 import {
   defaultKubeProxyConfiguration,
@@ -11,10 +12,31 @@ import {
   loadKubeProxyConfiguration,
 } from './config/kubeproxy.js';
 import { formatProblem, InputError } from './errors.js';
+import { ExecaRunner } from './kernel/exec.js';
 import { createLogger, type Logger } from './log.js';
 import type { IPFamily } from './model/ip.js';
+import { ManifestSource } from './sources/manifest-source.js';
 import { readManifests } from './sources/manifests.js';
 import { renderOnce } from './sync/render-once.js';
+import {
+  type BackendFactory,
+  dryRunBackends,
+  type ProxyOptions,
+  runProxyOnce,
+  startProxy,
+} from './sync/run.js';
+import { iptablesOptions } from './sync/wiring.js';
+
+/** A command that ran but did not succeed: main logs the message and exits with the code. */
+class CommandFailed extends Error {
+  override readonly name = 'CommandFailed';
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
 
 async function readText(path: string): Promise<string> {
   try {
@@ -47,6 +69,16 @@ function parseFamily(value: string): IPFamily {
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
+
+function parseFamilies(value: string): IPFamily[] {
+  const v = value.toLowerCase();
+  if (v === 'dual') return ['IPv4', 'IPv6'];
+  try {
+    return [parseFamily(v)];
+  } catch {
+    throw new InvalidArgumentError('must be ipv4, ipv6 or dual');
+  }
+}
 
 interface RenderOptions {
   from: string[];
@@ -81,6 +113,77 @@ async function renderCommand(opts: RenderOptions, log: Logger): Promise<void> {
   );
 }
 
+interface RunOptions {
+  from: string[];
+  config?: string;
+  host?: string;
+  family: IPFamily[];
+  once?: boolean;
+  dryRun?: boolean;
+  hostnameOverride?: string;
+}
+
+/** The real backends: (ip6)tables on this machine; host facts from --host, else probed. */
+function iptablesBackends(hostFromFile: boolean): BackendFactory {
+  return ({ families, config, host, log }) =>
+    createIptablesBackends({
+      runner: new ExecaRunner(),
+      families,
+      options: (facts) => iptablesOptions(config, facts),
+      ...(hostFromFile ? { hostFacts: host } : {}),
+      log,
+    });
+}
+
+/** Resolves on the first SIGTERM or SIGINT (registered before startup, so an early signal is not lost). */
+function nextStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+const STOP_GRACE_MS = 10_000;
+
+async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
+  let config = await loadConfig(opts.config, log);
+  let host = await loadHost(opts.host);
+  if (opts.hostnameOverride) {
+    config = { ...config, hostnameOverride: opts.hostnameOverride };
+    host = { ...host, nodeName: opts.hostnameOverride };
+  }
+  const createBackends = opts.dryRun
+    ? dryRunBackends(process.stdout)
+    : iptablesBackends(opts.host !== undefined);
+  const source = new ManifestSource(opts.from, { log, watch: !opts.once });
+  const proxyOptions: ProxyOptions = { config, host, families: opts.family, source, createBackends, log };
+
+  if (opts.once) {
+    const report = await runProxyOnce(proxyOptions);
+    if (!report.ok) throw new CommandFailed(`sync failed: ${report.error?.message ?? 'unknown error'}`, 1);
+    return;
+  }
+
+  const stopSignal = nextStopSignal();
+  const proxy = await startProxy(proxyOptions);
+  const signal = await stopSignal;
+  log.info({ signal }, 'stopping; the rules stay in place');
+  // A sync stuck in the kernel must not keep the pod from terminating.
+  const force = setTimeout(() => {
+    log.warn(`still stopping after ${STOP_GRACE_MS} ms; exiting anyway`);
+    process.exit(0);
+  }, STOP_GRACE_MS);
+  force.unref();
+  await proxy.stop();
+  clearTimeout(force);
+  log.info('stopped');
+}
+
 export function buildProgram(log: Logger): Command {
   const program = new Command('switchboard')
     .description('A kube-proxy compatible Kubernetes service proxy (iptables mode)')
@@ -96,6 +199,24 @@ export function buildProgram(log: Logger): Command {
     .addOption(new Option('--mode <mode>', 'proxy mode').choices(['iptables']).default('iptables'))
     .action((opts: RenderOptions) => renderCommand(opts, log));
 
+  program
+    .command('run')
+    .description(
+      'run the proxy: sync the rules for the given manifests and keep them in sync as the files change',
+    )
+    .requiredOption('--from <path>', 'manifest file or directory (repeatable)', collect, [])
+    .option('--config <file>', 'KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)')
+    .option('--host <file>', 'HostFacts file: node name, interfaces, iptables features')
+    .addOption(
+      new Option('--family <family>', 'ipv4, ipv6 or dual (one backend per family)')
+        .argParser(parseFamilies)
+        .default(['IPv4', 'IPv6'] as IPFamily[], 'dual'),
+    )
+    .option('--once', 'sync once and exit: 0 on success, 1 on failure')
+    .option('--dry-run', "print each sync's iptables-restore input on stdout instead of applying it")
+    .option('--hostname-override <name>', 'the node name (overrides the configuration and host facts)')
+    .action((opts: RunOptions) => runCommand(opts, log));
+
   return program;
 }
 
@@ -105,6 +226,11 @@ export async function main(argv: string[]): Promise<number> {
     await buildProgram(log).parseAsync(argv);
     return 0;
   } catch (e) {
+    if (e instanceof CommandFailed) {
+      log.error(e.message);
+      process.stderr.write(`switchboard: ${e.message}\n`);
+      return e.exitCode;
+    }
     if (e instanceof InputError) {
       log.error(e.message);
       process.stderr.write(`switchboard: ${e.message}\n`);

@@ -29,8 +29,8 @@ export interface ParsedCIDR {
 
 function parseDecimal(s: string, max: number): number | null {
   if (s.length === 0 || !/^[0-9]+$/.test(s)) return null;
-  // Go's dtoi gives up past 0xFFFFFF; leading zeros are fine.
-  const n = Number.parseInt(s, 10);
+  // Any number of leading zeros is fine (ParseIPSloppy); only the value counts.
+  const n = Number.parseInt(s.replace(/^0+(?=\d)/, ''), 10);
   return n <= max ? n : null;
 }
 
@@ -39,9 +39,7 @@ function parseIPv4Bytes(s: string): Uint8Array | null {
   if (parts.length !== 4) return null;
   const out = new Uint8Array(4);
   for (let i = 0; i < 4; i++) {
-    const part = parts[i]!;
-    if (part.length > 16) return null;
-    const n = parseDecimal(part, 255);
+    const n = parseDecimal(parts[i]!, 255);
     if (n === null) return null;
     out[i] = n;
   }

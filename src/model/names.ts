@@ -8,9 +8,8 @@
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const IANA_SVC_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
-/** Returns why `value` is not a DNS-1123 label (namespaces, EndpointSlice port names), or null. */
+/** Returns why `value` is not a DNS-1123 label (namespaces, Service and EndpointSlice port names), or null. */
 export function invalidDns1123Label(value: unknown): string | null {
   if (typeof value !== 'string' || value === '') return 'must be a non-empty string';
   if (value.length > 63) return 'must be no more than 63 characters';
@@ -31,17 +30,6 @@ export function invalidDns1123Subdomain(value: unknown): string | null {
   if (typeof value !== 'string' || value === '') return 'must be a non-empty string';
   if (value.length > 253) return 'must be no more than 253 characters';
   if (!DNS1123_SUBDOMAIN.test(value)) return `${JSON.stringify(value)} is not a valid DNS-1123 subdomain`;
-  return null;
-}
-
-/** Service port names: IANA_SVC_NAME (at most 15 characters, a letter somewhere, no `--`). */
-export function invalidPortName(value: unknown): string | null {
-  if (typeof value !== 'string') return 'must be a string';
-  if (value === '') return null;
-  if (value.length > 15) return 'must be no more than 15 characters';
-  if (!IANA_SVC_NAME.test(value)) return `${JSON.stringify(value)} is not a valid IANA service name`;
-  if (value.includes('--')) return `${JSON.stringify(value)} must not contain consecutive hyphens`;
-  if (!/[a-z]/.test(value)) return `${JSON.stringify(value)} must contain at least one letter`;
   return null;
 }
 

@@ -5,7 +5,7 @@
  */
 import type { ObjectProblem } from '../errors.js';
 import { type IPFamily, type ParsedCIDR, parseCIDR, parseIP } from './ip.js';
-import { invalidDns1035Label, invalidDns1123Label, invalidPort, invalidPortName } from './names.js';
+import { invalidDns1035Label, invalidDns1123Label, invalidPort } from './names.js';
 import { arr, FieldError, isRecord, obj, optNum, optStr, type RawObject, refOf } from './raw.js';
 import type { Protocol, ServicePort } from './types.js';
 
@@ -110,7 +110,8 @@ function parseServiceFields(raw: RawObject): ParsedService {
     const path = `spec.ports[${i}]`;
     if (!isRecord(p)) throw new FieldError(path, 'must be an object');
     const portName = optStr(p, 'name', `${path}.name`) ?? '';
-    const nameErr = invalidPortName(portName);
+    // The API server validates Service port names as DNS-1123 labels (IANA names are for container ports).
+    const nameErr = portName === '' ? null : invalidDns1123Label(portName);
     if (nameErr) throw new FieldError(`${path}.name`, nameErr);
     const protocol = (optStr(p, 'protocol', `${path}.protocol`) ?? 'TCP') as Protocol;
     if (!PROTOCOLS.has(protocol)) {
@@ -162,7 +163,8 @@ function parseServiceFields(raw: RawObject): ParsedService {
     throw new FieldError('spec.sessionAffinity', `unsupported value ${JSON.stringify(affinity)}`);
   }
   if (affinity === 'ClientIP') {
-    const cfg = obj(obj(spec, 'sessionAffinityConfig', 'spec.sessionAffinityConfig'), 'clientIP', 'x');
+    const affinityConfig = obj(spec, 'sessionAffinityConfig', 'spec.sessionAffinityConfig');
+    const cfg = obj(affinityConfig, 'clientIP', 'spec.sessionAffinityConfig.clientIP');
     const path = 'spec.sessionAffinityConfig.clientIP.timeoutSeconds';
     const timeout = optNum(cfg, 'timeoutSeconds', path) ?? DEFAULT_STICKY_SECONDS;
     if (timeout < 1 || timeout > 86400) throw new FieldError(path, `${timeout} is out of range 1-86400`);

@@ -10,7 +10,7 @@
 import type { ObjectProblem } from '../errors.js';
 import { getOrCreate } from './collections.js';
 import { type ParsedSlice, parseEndpointSlice } from './endpoint-slice.js';
-import { isRecord } from './raw.js';
+import { isRecord, refOf } from './raw.js';
 import { type ParsedService, parseService } from './service.js';
 
 export type ObjectKind = 'Service' | 'EndpointSlice' | 'Node';
@@ -102,7 +102,7 @@ export class ObjectStore {
     const meta = metaOf(event.object);
     if (!meta) {
       this.problems.set(`Service/?${this.problems.size}`, [
-        { ref: { kind: 'Service' }, field: 'metadata.name', message: 'is missing' },
+        { ref: refOf('Service', event.object), field: 'metadata.name', message: 'is missing' },
       ]);
       return [];
     }
@@ -130,7 +130,7 @@ export class ObjectStore {
     const meta = metaOf(event.object);
     if (!meta) {
       this.problems.set(`EndpointSlice/?${this.problems.size}`, [
-        { ref: { kind: 'EndpointSlice' }, field: 'metadata.name', message: 'is missing' },
+        { ref: refOf('EndpointSlice', event.object), field: 'metadata.name', message: 'is missing' },
       ]);
       return [];
     }

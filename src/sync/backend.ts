@@ -17,6 +17,12 @@ export interface SyncRequest {
 }
 
 export interface BackendSyncResult {
+  /**
+   * the family of the backend that produced this result (the loop may stamp it from
+   * `ProxyBackend.family`). Health and metrics are kept per family, as kube-proxy keeps them;
+   * without it a failed dual-stack sync cannot tell which family succeeded.
+   */
+  family?: IPFamily;
   /** whether the backend really did a full sync (it may upgrade a partial one) */
   full: boolean;
   /** lines of restore input written (0 in a no-op) */
@@ -66,6 +72,8 @@ export interface SyncReport {
   durationMs: number;
   error?: Error;
   results: BackendSyncResult[];
+  /** the snapshot each backend was given, in backend order (empty if the sync failed before building them) */
+  snapshots: Snapshot[];
   /** services whose changes this sync applied, with when each change was first seen (network programming latency) */
   appliedChanges: { serviceKey: string; firstSeenMs: number }[];
 }

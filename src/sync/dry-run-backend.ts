@@ -5,7 +5,11 @@
  * remembers the chains it "wrote", so partial syncs and stale-chain deletion (`-X`) look
  * exactly as they would against a kernel.
  */
-import { buildRenderContext, type IptablesOptions, type RenderContext } from '../backends/iptables/context.js';
+import {
+  buildRenderContext,
+  type IptablesOptions,
+  type RenderContext,
+} from '../backends/iptables/context.js';
 import { IptablesRenderer } from '../backends/iptables/render.js';
 import type { IPFamily } from '../model/ip.js';
 import type { NodeInfo, Snapshot } from '../model/types.js';
@@ -60,7 +64,10 @@ export class DryRunBackend implements ProxyBackend {
       changedServices: request.changedServices,
       existingChains: this.chains,
     });
-    await writeText(this.out, `# sync ${request.seq} ${full ? 'full' : 'partial'} ${this.family}\n${render.text}`);
+    await writeText(
+      this.out,
+      `# sync ${request.seq} ${full ? 'full' : 'partial'} ${this.family}\n${render.text}`,
+    );
     this.chains = new Set(render.activeChains);
     const s = render.stats;
     return {

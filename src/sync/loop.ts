@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import type { TopologyOptions } from '../model/categorize.js';
 import { type NodeOverrides, nodeInfoFrom, SnapshotBuilder } from '../model/snapshot.js';
 import type { ObjectEvent, ObjectStore } from '../model/store.js';
+import type { Snapshot } from '../model/types.js';
 import type { BackendSyncResult, ProxyBackend, SyncObserver, SyncReport, SyncRequest } from './backend.js';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
 
@@ -41,7 +42,12 @@ export interface SyncLoopOptions {
 }
 
 /** Delay before retrying after `failures` consecutive failed syncs. */
-export function retryDelayMs(failures: number, minSyncPeriodMs: number, syncPeriodMs: number, random: number): number {
+export function retryDelayMs(
+  failures: number,
+  minSyncPeriodMs: number,
+  syncPeriodMs: number,
+  random: number,
+): number {
   const base = Math.max(minSyncPeriodMs, MIN_RETRY_MS) * 2 ** Math.min(Math.max(failures - 1, 0), 30);
   return Math.min(syncPeriodMs, base * (1 + RETRY_JITTER * random));
 }
@@ -123,7 +129,8 @@ export class SyncLoop {
   private pending = new PendingChanges();
 
   constructor(private readonly opts: SyncLoopOptions) {
-    if (!(opts.syncPeriodMs > 0)) throw new Error(`syncPeriod must be positive (got ${opts.syncPeriodMs} ms)`);
+    if (!(opts.syncPeriodMs > 0))
+      throw new Error(`syncPeriod must be positive (got ${opts.syncPeriodMs} ms)`);
     this.store = opts.store;
     this.backends = opts.backends;
     this.builders = opts.backends.map((b) => new SnapshotBuilder(b.family, opts.topology));
@@ -139,7 +146,12 @@ export class SyncLoop {
     });
   }
 
-  /** Applies one source event to the store and queues a sync if it changed anything. */
+  /**
+   * Applies one source event to the store and queues a sync if it changed anything.
+   * Observers' `queued` hears of every such change (once the source is synced) with the
+   * time of the oldest change not yet synced, and how many services have pending changes
+   * to their Service object / to their EndpointSlices.
+   */
   handleEvent(event: ObjectEvent): void {
     const { changedServices, nodeChanged } = this.store.apply(event);
     if (changedServices.length === 0 && !nodeChanged) return;
@@ -242,7 +254,10 @@ export class SyncLoop {
     for (const backend of this.backends) {
       try {
         if (await backend.lostState()) {
-          this.log.warn({ backend: backend.description }, 'the kernel lost our rules (canary gone): full sync');
+          this.log.warn(
+            { backend: backend.description },
+            'the kernel lost our rules (canary gone): full sync',
+          );
           lost = true;
         }
       } catch (e) {
@@ -264,6 +279,7 @@ export class SyncLoop {
     let request: SyncRequest = { seq, full: true, changedServices: new Set() };
     let versions: ReadonlyMap<string, number> = this.syncedVersions;
     let topology = this.syncedTopology;
+    let snapshots: Snapshot[] = [];
     try {
       const lost = await this.anyLostState();
       // From here to the backends' calls nothing awaits: the versions recorded are exactly
@@ -274,20 +290,26 @@ export class SyncLoop {
       if (this.lastFullMs === null) reasons.push('first sync');
       else if (startedAtMs - this.lastFullMs >= FULL_SYNC_INTERVAL_MS) reasons.push('hourly');
       if (this.needFull && this.failures > 0) reasons.push('previous sync failed');
-      if (this.syncedTopology !== null && topology !== this.syncedTopology) reasons.push('node topology labels changed');
+      if (this.syncedTopology !== null && topology !== this.syncedTopology)
+        reasons.push('node topology labels changed');
       if (lost) reasons.push('backend lost its state');
       inFlight = this.pending;
       this.pending = new PendingChanges();
       versions = this.store.versionsSnapshot();
-      request = { seq, full: reasons.length > 0 || this.needFull, changedServices: this.store.changedSince(this.syncedVersions) };
-      const snapshots = this.builders.map((b) => b.build(this.store, node));
+      request = {
+        seq,
+        full: reasons.length > 0 || this.needFull,
+        changedServices: this.store.changedSince(this.syncedVersions),
+      };
+      snapshots = this.builders.map((b) => b.build(this.store, node));
       this.log.debug(
         { seq, full: request.full, reasons, changedServices: request.changedServices.size },
         'sync starting',
       );
       for (const [i, backend] of this.backends.entries()) {
         try {
-          results.push(await backend.sync(snapshots[i]!, request));
+          const result = await backend.sync(snapshots[i]!, request);
+          results.push({ ...result, family: result.family ?? backend.family });
         } catch (e) {
           const err = asError(e);
           errors.push(new Error(`${backend.description}: ${err.message}`, { cause: err }));
@@ -306,6 +328,7 @@ export class SyncLoop {
       startedAtMs,
       durationMs: endMs - startedAtMs,
       results,
+      snapshots,
       appliedChanges: [],
     };
     if (ok) {
@@ -315,18 +338,33 @@ export class SyncLoop {
       this.failures = 0;
       this.retryAtMs = null;
       if (report.full) this.lastFullMs = startedAtMs;
-      report.appliedChanges = [...inFlight.firstSeen].map(([serviceKey, firstSeenMs]) => ({ serviceKey, firstSeenMs }));
+      report.appliedChanges = [...inFlight.firstSeen].map(([serviceKey, firstSeenMs]) => ({
+        serviceKey,
+        firstSeenMs,
+      }));
       const quiet = request.changedServices.size === 0 && !report.full;
       this.log[quiet ? 'debug' : 'info'](
-        { seq, full: report.full, changedServices: request.changedServices.size, durationMs: report.durationMs },
+        {
+          seq,
+          full: report.full,
+          changedServices: request.changedServices.size,
+          durationMs: report.durationMs,
+        },
         'synced',
       );
     } else {
       report.error =
-        errors.length === 1 ? errors[0]! : new AggregateError(errors, errors.map((e) => e.message).join('; '));
+        errors.length === 1
+          ? errors[0]!
+          : new AggregateError(errors, errors.map((e) => e.message).join('; '));
       this.needFull = true;
       this.failures++;
-      const delay = retryDelayMs(this.failures, this.opts.minSyncPeriodMs, this.opts.syncPeriodMs, this.random());
+      const delay = retryDelayMs(
+        this.failures,
+        this.opts.minSyncPeriodMs,
+        this.opts.syncPeriodMs,
+        this.random(),
+      );
       this.retryAtMs = endMs + delay;
       this.pending.absorb(inFlight);
       this.log.error(

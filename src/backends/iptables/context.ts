@@ -57,8 +57,8 @@ export interface RenderContext {
   nfacctInvalid: boolean;
   nfacctLocalhost: boolean;
   tcpBeLiberal: boolean;
-  /** primary node IP of the family (LB source-range hairpin), or null */
-  nodeIP: string | null;
+  /** primary node IP of the family (LB source-range hairpin) */
+  nodeIP: string;
 }
 
 export const NFACCT_INVALID = 'ct_state_invalid_dropped_pkts';
@@ -135,9 +135,12 @@ export function buildRenderContext(opts: IptablesOptions, family: IPFamily, node
     const addresses = new Set<string>();
     for (const [ifname, list] of Object.entries(opts.interfaces)) {
       list.forEach((entry, i) => {
-        const ip = parseIP(entry.split('/')[0] ?? '');
-        if (!ip)
-          throw new InputError(`interfaces.${ifname}[${i}]: ${JSON.stringify(entry)} is not an address`);
+        const ip = parseCIDR(entry) ? parseIP(entry.slice(0, entry.indexOf('/'))) : null;
+        if (!ip) {
+          throw new InputError(
+            `interfaces.${ifname}[${i}]: ${JSON.stringify(entry)} is not an address/prefix`,
+          );
+        }
         if (ip.family !== family) return;
         if (isLoopback(ip) && (family === 'IPv6' || !localhostNodePorts)) return;
         if (cidrs.some((c) => cidrContains(c, ip))) addresses.add(ip.text);
@@ -157,6 +160,7 @@ export function buildRenderContext(opts: IptablesOptions, family: IPFamily, node
     nfacctInvalid: opts.nfacct.includes(NFACCT_INVALID),
     nfacctLocalhost: opts.nfacct.includes(NFACCT_LOCALHOST),
     tcpBeLiberal: opts.tcpBeLiberal,
-    nodeIP: primaryNodeIPs[0] ?? null,
+    // Without a known node IP kube-proxy falls back to the loopback address of the family.
+    nodeIP: primaryNodeIPs[0] ?? (family === 'IPv4' ? '127.0.0.1' : '::1'),
   };
 }

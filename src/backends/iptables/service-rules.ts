@@ -176,7 +176,7 @@ export function renderServicePort(
     const fw = chains.fw;
     const base = `-A ${fw} -m comment --comment "${N} loadbalancer IP"`;
     const rules = sp.loadBalancerSourceRanges.map((r) => `${base} -s ${r} -j ${chains.ext}`);
-    if (ctx.nodeIP !== null && rangesContain(sp.loadBalancerSourceRanges, ctx.nodeIP)) {
+    if (rangesContain(sp.loadBalancerSourceRanges, ctx.nodeIP)) {
       for (const vip of sp.loadBalancerVIPs) rules.push(`${base} -s ${vip} -j ${chains.ext}`);
     }
     rules.push(

@@ -1,0 +1,236 @@
+/**
+ * `switchboard cleanup`: removes every chain and rule that Switchboard, or kube-proxy in
+ * iptables mode, creates, in both families and with both iptables backends, and nothing
+ * else: other agents' chains and rules stay.
+ *
+ * Per backend and family: read `iptables-save` (all tables; asking legacy for one table
+ * would create it), plan, and apply one `iptables-restore --noflush` that flushes our
+ * chains, deletes (`-D`, the exact rule as saved) the rules in built-in chains that
+ * jump to them, and deletes (`-X`) the chains. One transaction per table: it all goes or
+ * nothing does.
+ *
+ * What counts as ours follows kube-proxy's CleanupLeftovers (pkg/proxy/iptables), plus:
+ * - `KUBE-FIREWALL` (filter) and its bare `-j KUBE-FIREWALL` jumps from INPUT/OUTPUT are
+ *   copies of kubelet's. kube-proxy never removes them. Switchboard removes them only
+ *   when kubelet is absent from that backend and family (no `KUBE-KUBELET-CANARY` chain
+ *   in any table): then nobody else made them, and leaving them would leave a KUBE- chain
+ *   behind. With kubelet present they are kubelet's and stay.
+ * - `KUBE-XLB-*` (nat), kube-proxy's local-traffic chains before 1.24, which upgrades
+ *   may have left behind.
+ * Never touched: `KUBE-KUBELET-CANARY`, `KUBE-IPTABLES-HINT` (kubelet's) and
+ * `KUBE-MARK-DROP` (kubelet's legacy chain; neither current kube-proxy nor Switchboard
+ * creates it).
+ *
+ * A chain of ours that another agent's own (non-built-in) chain jumps to cannot be
+ * deleted without deleting that agent's rule, so it is flushed, kept, and reported.
+ */
+import { type Backend, iptablesBinary } from '../../kernel/backend.js';
+import { CommandError, type CommandRunner } from '../../kernel/exec.js';
+import { Iptables } from '../../kernel/iptables.js';
+import type { Logger } from '../../log.js';
+import type { IPFamily } from '../../model/ip.js';
+import { isServiceChain } from './chain-names.js';
+import { CANARY_CHAIN } from './jump-rules.js';
+
+const KUBELET_CANARY = 'KUBE-KUBELET-CANARY';
+const KUBELET_FIREWALL = 'KUBE-FIREWALL';
+
+const OURS: Readonly<Record<string, readonly string[]>> = {
+  filter: [
+    'KUBE-SERVICES',
+    'KUBE-EXTERNAL-SERVICES',
+    'KUBE-FORWARD',
+    'KUBE-NODEPORTS',
+    'KUBE-PROXY-FIREWALL',
+    CANARY_CHAIN,
+  ],
+  nat: ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', CANARY_CHAIN],
+  mangle: [CANARY_CHAIN],
+};
+
+interface SavedRule {
+  chain: string;
+  /** the line as saved, `-A CHAIN ...` */
+  line: string;
+  target: string | undefined;
+}
+
+interface SavedTable {
+  name: string;
+  /** chain name -> built-in (has a policy) */
+  chains: Map<string, boolean>;
+  rules: SavedRule[];
+}
+
+/** Splits a saved rule into words, honouring iptables-save's double quotes and backslash escapes. */
+export function splitRuleWords(line: string): string[] {
+  const words: string[] = [];
+  let word = '';
+  let inWord = false;
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (c === '\\' && i + 1 < line.length) {
+      word += line[++i];
+      inWord = true;
+    } else if (c === '"') {
+      quoted = !quoted;
+      inWord = true;
+    } else if (!quoted && /\s/.test(c)) {
+      if (inWord) words.push(word);
+      word = '';
+      inWord = false;
+    } else {
+      word += c;
+      inWord = true;
+    }
+  }
+  if (inWord) words.push(word);
+  return words;
+}
+
+function ruleTarget(line: string): string | undefined {
+  const words = splitRuleWords(line);
+  for (let i = 2; i < words.length - 1; i++) {
+    if (words[i] === '-j' || words[i] === '-g') return words[i + 1];
+  }
+  return undefined;
+}
+
+/** All tables of `iptables-save` output. */
+export function parseSave(text: string): SavedTable[] {
+  const tables: SavedTable[] = [];
+  let current: SavedTable | undefined;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.startsWith('*')) {
+      current = { name: line.slice(1), chains: new Map(), rules: [] };
+      tables.push(current);
+    } else if (line === 'COMMIT') {
+      current = undefined;
+    } else if (current && line.startsWith(':')) {
+      const [name, policy] = line.slice(1).split(/\s+/);
+      if (name) current.chains.set(name, policy !== undefined && policy !== '-');
+    } else if (current && line.startsWith('-A ')) {
+      const chain = line.split(/\s+/, 2)[1]!;
+      current.rules.push({ chain, line, target: ruleTarget(line) });
+    }
+  }
+  return tables;
+}
+
+export interface CleanupPlan {
+  /** restore input; '' when there is nothing to remove */
+  input: string;
+  removedRules: number;
+  removedChains: number;
+  /** our chains flushed but kept because another agent's chain jumps to them */
+  kept: { table: string; chain: string; referencedFrom: string }[];
+}
+
+function isOurs(table: string, chain: string, kubeletPresent: boolean): boolean {
+  if (OURS[table]?.includes(chain)) return true;
+  if (table === 'nat' && (isServiceChain(chain) || chain.startsWith('KUBE-XLB-'))) return true;
+  return table === 'filter' && chain === KUBELET_FIREWALL && !kubeletPresent;
+}
+
+/** What to remove from one backend and family, given its `iptables-save` output. Pure. */
+export function planCleanup(saveText: string): CleanupPlan {
+  const tables = parseSave(saveText);
+  const kubeletPresent = tables.some((t) => t.chains.has(KUBELET_CANARY));
+  const plan: CleanupPlan = { input: '', removedRules: 0, removedChains: 0, kept: [] };
+  const out: string[] = [];
+  for (const table of tables) {
+    const ours = [...table.chains.keys()].filter(
+      (c) => !table.chains.get(c) && isOurs(table.name, c, kubeletPresent),
+    );
+    if (ours.length === 0) continue;
+    const oursSet = new Set(ours);
+    const unlink: string[] = [];
+    const referenced = new Set<string>();
+    for (const rule of table.rules) {
+      if (rule.target === undefined || !oursSet.has(rule.target) || oursSet.has(rule.chain)) continue;
+      if (table.chains.get(rule.chain)) {
+        unlink.push(`-D${rule.line.slice(2)}`);
+      } else {
+        referenced.add(rule.target);
+        plan.kept.push({ table: table.name, chain: rule.target, referencedFrom: rule.chain });
+      }
+    }
+    const deleted = ours.filter((c) => !referenced.has(c));
+    out.push(`*${table.name}`);
+    for (const c of ours) out.push(`:${c} - [0:0]`);
+    out.push(...unlink);
+    for (const c of deleted) out.push(`-X ${c}`);
+    out.push('COMMIT');
+    plan.removedRules += unlink.length;
+    plan.removedChains += deleted.length;
+  }
+  if (out.length > 0) plan.input = `${out.join('\n')}\n`;
+  return plan;
+}
+
+export interface CleanupOptions {
+  backends?: readonly Backend[];
+  families?: readonly IPFamily[];
+}
+
+/**
+ * Removes our chains and rules everywhere (see the file comment). Returns how many chains
+ * and rules were removed; 0 when there was nothing. Keeps going after a failure in one
+ * backend/family and throws at the end, naming every failure.
+ */
+export async function cleanupIptables(
+  runner: CommandRunner,
+  log: Logger,
+  options: CleanupOptions = {},
+): Promise<{ removed: number }> {
+  let removed = 0;
+  const failures: string[] = [];
+  for (const backend of options.backends ?? (['nft', 'legacy'] as const)) {
+    for (const family of options.families ?? (['IPv4', 'IPv6'] as const)) {
+      const save = iptablesBinary(backend, family, 'save');
+      let saved: string;
+      try {
+        const r = await runner.run(save, [], { reject: false, timeoutMs: 60_000 });
+        if (r.exitCode !== 0) {
+          failures.push(`${save}: exit ${r.exitCode}: ${r.stderr.trim()}`);
+          continue;
+        }
+        saved = r.stdout;
+      } catch (e) {
+        if (e instanceof CommandError && e.reason === 'spawn') {
+          log.debug({ command: save }, 'not installed; nothing to clean up with it');
+          continue;
+        }
+        failures.push(`${save}: ${(e as Error).message}`);
+        continue;
+      }
+      const plan = planCleanup(saved);
+      for (const k of plan.kept) {
+        log.warn(
+          { backend, family, table: k.table, chain: k.chain, referencedFrom: k.referencedFrom },
+          'flushed but kept a chain that another chain still jumps to',
+        );
+      }
+      if (plan.input === '') continue;
+      try {
+        await new Iptables(runner, backend).restore(family, plan.input);
+      } catch (e) {
+        failures.push(`${backend} ${family}: ${(e as Error).message}`);
+        continue;
+      }
+      const n = plan.removedRules + plan.removedChains;
+      log.info(
+        { backend, family, rules: plan.removedRules, chains: plan.removedChains },
+        'removed iptables state',
+      );
+      removed += n;
+    }
+  }
+  if (failures.length > 0) {
+    throw new Error(`iptables cleanup incomplete (removed ${removed}):\n${failures.join('\n')}`);
+  }
+  return { removed };
+}

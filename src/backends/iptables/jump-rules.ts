@@ -1,0 +1,101 @@
+/**
+ * What a sync needs besides the restore input (spec §16): the jump rules from the
+ * built-in chains into ours, and the canary chains whose disappearance tells that
+ * someone flushed iptables.
+ *
+ * The jump rules cannot be part of the restore input: declaring INPUT or PREROUTING
+ * would flush every other agent's rules there. So each is checked with `-C` and
+ * prepended with `-I` when missing, as kube-proxy does on every full sync.
+ */
+import type { CommandRunner } from '../../kernel/exec.js';
+import { CommandError } from '../../kernel/exec.js';
+import type { Iptables } from '../../kernel/iptables.js';
+import type { IPFamily } from '../../model/ip.js';
+
+export interface JumpRule {
+  table: 'filter' | 'nat';
+  /** the built-in chain the rule lives in */
+  from: string;
+  /** our chain it jumps to */
+  to: string;
+  /** the rule's arguments after `-A <from>`, as iptables takes them (no shell quoting) */
+  args: readonly string[];
+}
+
+const NEW = ['-m', 'conntrack', '--ctstate', 'NEW'] as const;
+
+function jump(
+  table: JumpRule['table'],
+  from: string,
+  to: string,
+  comment: string | null,
+  extra: readonly string[] = [],
+): JumpRule {
+  const args = [...extra];
+  if (comment !== null) args.push('-m', 'comment', '--comment', comment);
+  args.push('-j', to);
+  return { table, from, to, args };
+}
+
+/** kube-proxy's jump rules, in the order it makes sure of them (each is prepended). */
+export const JUMP_RULES: readonly JumpRule[] = [
+  jump('filter', 'INPUT', 'KUBE-EXTERNAL-SERVICES', 'kubernetes externally-visible service portals', NEW),
+  jump('filter', 'FORWARD', 'KUBE-EXTERNAL-SERVICES', 'kubernetes externally-visible service portals', NEW),
+  jump('filter', 'INPUT', 'KUBE-NODEPORTS', 'kubernetes health check service ports'),
+  jump('filter', 'FORWARD', 'KUBE-SERVICES', 'kubernetes service portals', NEW),
+  jump('filter', 'OUTPUT', 'KUBE-SERVICES', 'kubernetes service portals', NEW),
+  jump('filter', 'FORWARD', 'KUBE-FORWARD', 'kubernetes forwarding rules'),
+  jump('filter', 'INPUT', 'KUBE-PROXY-FIREWALL', 'kubernetes load balancer firewall', NEW),
+  jump('filter', 'OUTPUT', 'KUBE-PROXY-FIREWALL', 'kubernetes load balancer firewall', NEW),
+  jump('filter', 'FORWARD', 'KUBE-PROXY-FIREWALL', 'kubernetes load balancer firewall', NEW),
+  jump('nat', 'OUTPUT', 'KUBE-SERVICES', 'kubernetes service portals'),
+  jump('nat', 'PREROUTING', 'KUBE-SERVICES', 'kubernetes service portals'),
+  jump('nat', 'POSTROUTING', 'KUBE-POSTROUTING', 'kubernetes postrouting rules'),
+  // kubelet's own copies (kubelet creates the same chain and rules; kube-proxy makes sure
+  // of them too, so a node without kubelet's still gets the localnet protection).
+  jump('filter', 'INPUT', 'KUBE-FIREWALL', null),
+  jump('filter', 'OUTPUT', 'KUBE-FIREWALL', null),
+];
+
+export const CANARY_CHAIN = 'KUBE-PROXY-CANARY';
+export const CANARY_TABLES = ['mangle', 'nat', 'filter'] as const;
+
+/**
+ * Creates each target chain if missing (a jump to a missing chain is refused), then
+ * prepends each jump rule that is not there. Returns how many rules it added.
+ */
+export async function ensureJumpRules(iptables: Iptables, family: IPFamily): Promise<number> {
+  let added = 0;
+  for (const rule of JUMP_RULES) {
+    await iptables.ensureChain(family, rule.table, rule.to);
+    const existed = await iptables.ensureRule(family, 'prepend', rule.table, rule.from, rule.args);
+    if (!existed) added++;
+  }
+  return added;
+}
+
+/** Creates KUBE-PROXY-CANARY in mangle, nat and filter where missing. */
+export async function ensureCanaries(iptables: Iptables, family: IPFamily): Promise<void> {
+  for (const table of CANARY_TABLES) await iptables.ensureChain(family, table, CANARY_CHAIN);
+}
+
+/**
+ * Whether the canary chain exists in `table`. `-n -L` exits 1 for a missing chain (with
+ * "No chain/target/match by that name" from legacy, and, misleadingly, "chain ... is
+ * incompatible, use 'nft' tool" from iptables-nft 1.8.9); any other exit (4: lock
+ * timeout, 2: bad arguments) is thrown, since it tells nothing about the chain.
+ */
+export async function canaryExists(
+  runner: CommandRunner,
+  iptables: Iptables,
+  family: IPFamily,
+  waitFlags: readonly string[],
+  table: (typeof CANARY_TABLES)[number] = 'mangle',
+): Promise<boolean> {
+  const cmd = iptables.binary(family, 'iptables');
+  const args = [...waitFlags, '-t', table, '-n', '-L', CANARY_CHAIN];
+  const r = await runner.run(cmd, args, { reject: false, timeoutMs: 30_000 });
+  if (r.exitCode === 0) return true;
+  if (r.exitCode === 1) return false;
+  throw new CommandError(cmd, args, r, 'exit', `exit code ${r.exitCode}: ${r.stderr.trim()}`);
+}

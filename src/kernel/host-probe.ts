@@ -1,0 +1,86 @@
+/**
+ * HostFacts learned from the machine when no host facts file is given: interface
+ * addresses (`ip -j addr show`), whether MASQUERADE takes `--random-fully` (from the
+ * iptables version), which nfacct counters exist, and whether conntrack is liberal about
+ * TCP windows. Everything runs through the CommandRunner, so a test probes its own
+ * network namespace.
+ */
+import { HOST_FACTS_KIND, type HostFacts, KNOWN_NFACCT_COUNTERS } from '../config/host.js';
+import type { Logger } from '../log.js';
+import { type IptablesVersion, listNfacctCounters, supportsRandomFully } from './backend.js';
+import type { CommandRunner } from './exec.js';
+import { readSysctl, TCP_BE_LIBERAL } from './sysctl.js';
+
+/** Addresses per interface, as `address/prefix`, from `ip -j addr show` output. */
+export function parseIpAddrJson(stdout: string): Record<string, string[]> {
+  let data: unknown;
+  try {
+    data = JSON.parse(stdout);
+  } catch (e) {
+    throw new Error(`ip -j addr show: output is not JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(data)) throw new Error('ip -j addr show: expected a JSON array of interfaces');
+  const out: Record<string, string[]> = {};
+  data.forEach((link: unknown, i) => {
+    if (typeof link !== 'object' || link === null)
+      throw new Error(`ip -j addr show: [${i}] is not an object`);
+    const { ifname, addr_info } = link as { ifname?: unknown; addr_info?: unknown };
+    if (typeof ifname !== 'string' || ifname === '')
+      throw new Error(`ip -j addr show: [${i}].ifname is missing`);
+    const addresses: string[] = [];
+    for (const [j, a] of (Array.isArray(addr_info) ? addr_info : []).entries()) {
+      const { family, local, prefixlen } = (a ?? {}) as {
+        family?: unknown;
+        local?: unknown;
+        prefixlen?: unknown;
+      };
+      if (family !== 'inet' && family !== 'inet6') continue;
+      if (typeof local !== 'string' || typeof prefixlen !== 'number') {
+        throw new Error(`ip -j addr show: ${ifname}.addr_info[${j}] has no local address and prefixlen`);
+      }
+      addresses.push(`${local}/${prefixlen}`);
+    }
+    out[ifname] = addresses;
+  });
+  return out;
+}
+
+export interface ProbeInput {
+  runner: CommandRunner;
+  /** the iptables version of the backend in use */
+  version: IptablesVersion;
+  log: Logger;
+}
+
+export async function probeHostFacts({ runner, version, log }: ProbeInput): Promise<HostFacts> {
+  const { stdout } = await runner.run('ip', ['-j', 'addr', 'show'], { timeoutMs: 10_000 });
+  const interfaces = parseIpAddrJson(stdout);
+
+  const randomFully = supportsRandomFully(version);
+
+  // kube-proxy creates its counters through netlink; Switchboard only counts into
+  // counters that already exist, and renders without them when that is unknown.
+  const counters = await listNfacctCounters(runner);
+  const known: readonly string[] = KNOWN_NFACCT_COUNTERS;
+  const nfacct = (counters ?? []).filter((c) => known.includes(c));
+
+  const liberal = await readSysctl(runner, TCP_BE_LIBERAL);
+  const tcpBeLiberal = liberal !== undefined && /^[1-9]\d*$/.test(liberal);
+
+  const facts: HostFacts = {
+    kind: HOST_FACTS_KIND,
+    interfaces,
+    iptables: { randomFully, nfacct },
+    conntrack: { tcpBeLiberal },
+  };
+  log.info(
+    {
+      interfaces: Object.keys(interfaces).length,
+      randomFully,
+      nfacct: counters === undefined ? 'unknown (nfacct tool missing or failing)' : nfacct,
+      tcpBeLiberal: liberal === undefined ? 'unreadable (treated as 0)' : tcpBeLiberal,
+    },
+    'host facts probed',
+  );
+  return facts;
+}
