@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createIptablesBackends } from './backends/iptables/backend.js';
+import { cleanupIptables } from './backends/iptables/cleanup.js';
 import { type HostFacts, loadHostFacts, neutralHostFacts } from './config/host.js';
 import {
   defaultKubeProxyConfiguration,
@@ -12,11 +13,14 @@ import {
   loadKubeProxyConfiguration,
 } from './config/kubeproxy.js';
 import { formatProblem, InputError } from './errors.js';
+import { Conntrack } from './kernel/conntrack.js';
 import { ExecaRunner } from './kernel/exec.js';
 import { createLogger, type Logger } from './log.js';
 import type { IPFamily } from './model/ip.js';
+import { startProxyServers } from './server/proxy-servers.js';
 import { ManifestSource } from './sources/manifest-source.js';
 import { readManifests } from './sources/manifests.js';
+import { ConntrackCleaner, ConntrackCleaningBackend } from './sync/conntrack-cleanup.js';
 import { renderOnce } from './sync/render-once.js';
 import {
   type BackendFactory,
@@ -25,7 +29,7 @@ import {
   runProxyOnce,
   startProxy,
 } from './sync/run.js';
-import { iptablesOptions } from './sync/wiring.js';
+import { iptablesOptions, resolveNodeName } from './sync/wiring.js';
 
 /** A command that ran but did not succeed: main logs the message and exits with the code. */
 class CommandFailed extends Error {
@@ -121,18 +125,29 @@ interface RunOptions {
   once?: boolean;
   dryRun?: boolean;
   hostnameOverride?: string;
+  healthzBindAddress?: string;
+  metricsBindAddress?: string;
 }
 
-/** The real backends: (ip6)tables on this machine; host facts from --host, else probed. */
+/**
+ * The real backends: (ip6)tables on this machine, host facts from --host or probed, each
+ * followed by the cleanup of stale UDP conntrack entries after its successful syncs.
+ */
 function iptablesBackends(hostFromFile: boolean): BackendFactory {
-  return ({ families, config, host, log }) =>
-    createIptablesBackends({
-      runner: new ExecaRunner(),
+  return async ({ families, config, host, log }) => {
+    const runner = new ExecaRunner();
+    const backends = await createIptablesBackends({
+      runner,
       families,
       options: (facts) => iptablesOptions(config, facts),
       ...(hostFromFile ? { hostFacts: host } : {}),
       log,
     });
+    const conntrack = new Conntrack(runner);
+    return backends.map(
+      (b) => new ConntrackCleaningBackend(b, new ConntrackCleaner({ family: b.family, conntrack, log })),
+    );
+  };
 }
 
 /** Resolves on the first SIGTERM or SIGINT (registered before startup, so an early signal is not lost). */
@@ -170,7 +185,26 @@ async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
   }
 
   const stopSignal = nextStopSignal();
-  const proxy = await startProxy(proxyOptions);
+  const servers = await startProxyServers({
+    config,
+    families: opts.family,
+    nodeName: resolveNodeName(config, host),
+    healthzBindAddress: opts.healthzBindAddress ?? config.healthzBindAddress,
+    metricsBindAddress: opts.metricsBindAddress ?? config.metricsBindAddress,
+    serviceHealthChecks: !opts.dryRun,
+    log,
+  });
+  let proxy: Awaited<ReturnType<typeof startProxy>>;
+  try {
+    proxy = await startProxy({
+      ...proxyOptions,
+      observers: servers.observers,
+      onObjectEvent: (event) => servers.onObjectEvent(event),
+    });
+  } catch (e) {
+    await servers.close();
+    throw e;
+  }
   const signal = await stopSignal;
   log.info({ signal }, 'stopping; the rules stay in place');
   // A sync stuck in the kernel must not keep the pod from terminating.
@@ -180,8 +214,14 @@ async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
   }, STOP_GRACE_MS);
   force.unref();
   await proxy.stop();
+  await servers.close();
   clearTimeout(force);
   log.info('stopped');
+}
+
+async function cleanupCommand(log: Logger): Promise<void> {
+  const { removed } = await cleanupIptables(new ExecaRunner(), log);
+  log.info({ removed }, removed === 0 ? 'nothing to clean up' : 'cleaned up');
 }
 
 export function buildProgram(log: Logger): Command {
@@ -215,7 +255,22 @@ export function buildProgram(log: Logger): Command {
     .option('--once', 'sync once and exit: 0 on success, 1 on failure')
     .option('--dry-run', "print each sync's iptables-restore input on stdout instead of applying it")
     .option('--hostname-override <name>', 'the node name (overrides the configuration and host facts)')
+    .option(
+      '--healthz-bind-address <ip:port>',
+      'serve /healthz and /livez here (default: the configuration, 0.0.0.0:10256); empty disables',
+    )
+    .option(
+      '--metrics-bind-address <ip:port>',
+      'serve /metrics here (default: the configuration, 127.0.0.1:10249); empty disables',
+    )
     .action((opts: RunOptions) => runCommand(opts, log));
+
+  program
+    .command('cleanup')
+    .description(
+      'remove every chain and rule Switchboard or kube-proxy (iptables mode) created, both families, both iptables backends',
+    )
+    .action(() => cleanupCommand(log));
 
   return program;
 }

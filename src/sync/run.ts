@@ -10,7 +10,7 @@ import { formatProblem } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { IPFamily } from '../model/ip.js';
 import { nodeInfoFrom } from '../model/snapshot.js';
-import { ObjectStore } from '../model/store.js';
+import { type ObjectEvent, ObjectStore } from '../model/store.js';
 import type { ObjectSource, ProxyBackend, SyncObserver, SyncReport } from './backend.js';
 import type { Clock } from './clock.js';
 import { DryRunBackend, type TextSink } from './dry-run-backend.js';
@@ -41,6 +41,8 @@ export interface ProxyOptions {
   source: ObjectSource;
   createBackends: BackendFactory;
   observers?: readonly SyncObserver[];
+  /** sees every event before the store does (e.g. the health server watching the Node) */
+  onObjectEvent?: (event: ObjectEvent) => void;
   log: Logger;
   clock?: Clock;
 }
@@ -121,7 +123,10 @@ async function assemble(opts: ProxyOptions, loopStarts: boolean): Promise<Runnin
   if (loopStarts) loop.start();
   try {
     await opts.source.start(
-      (event) => loop.handleEvent(event),
+      (event) => {
+        opts.onObjectEvent?.(event);
+        loop.handleEvent(event);
+      },
       () => loop.sourceSynced(),
     );
   } catch (e) {

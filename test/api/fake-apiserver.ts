@@ -287,10 +287,6 @@ export class FakeApiServer {
     this.record({ rv: this.rv, resource, type: 'DELETED', object: deleted, previous });
   }
 
-  get(resource: Resource, name: string, namespace = RESOURCES[resource].namespaced ? 'default' : undefined) {
-    return this.objects[resource].get(`${namespace ?? ''}/${name}`);
-  }
-
   private record(entry: HistoryEntry): void {
     this.history.push(entry);
     for (const w of this.watches) if (w.resource === entry.resource) this.deliver(w, entry);
