@@ -18,8 +18,11 @@ import { ExecaRunner } from './kernel/exec.js';
 import { createLogger, type Logger } from './log.js';
 import type { IPFamily } from './model/ip.js';
 import { startProxyServers } from './server/proxy-servers.js';
+import { ClusterSource } from './sources/cluster.js';
+import { loadKubeConfig } from './sources/kubeconfig.js';
 import { ManifestSource } from './sources/manifest-source.js';
 import { readManifests } from './sources/manifests.js';
+import type { ObjectSource } from './sync/backend.js';
 import { ConntrackCleaner, ConntrackCleaningBackend } from './sync/conntrack-cleanup.js';
 import { renderOnce } from './sync/render-once.js';
 import {
@@ -127,6 +130,7 @@ interface RunOptions {
   hostnameOverride?: string;
   healthzBindAddress?: string;
   metricsBindAddress?: string;
+  kubeconfig?: string;
 }
 
 /**
@@ -165,6 +169,26 @@ function nextStopSignal(): Promise<NodeJS.Signals> {
 
 const STOP_GRACE_MS = 10_000;
 
+/** Manifests when --from is given, else the API server (--kubeconfig, clientConnection.kubeconfig, in-cluster). */
+function objectSource(
+  opts: RunOptions,
+  config: KubeProxyConfiguration,
+  host: HostFacts,
+  log: Logger,
+): ObjectSource {
+  if (opts.from.length > 0) {
+    if (opts.kubeconfig) throw new InputError('--from and --kubeconfig exclude each other');
+    return new ManifestSource(opts.from, { log, watch: !opts.once });
+  }
+  const { kubeConfig, origin, notices } = loadKubeConfig({
+    kubeconfigFlag: opts.kubeconfig,
+    clientConnection: config.clientConnection,
+  });
+  for (const n of notices) log.info(n);
+  log.info({ kubeconfig: origin }, 'watching the API server');
+  return new ClusterSource({ nodeName: resolveNodeName(config, host), log, kubeConfig });
+}
+
 async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
   let config = await loadConfig(opts.config, log);
   let host = await loadHost(opts.host);
@@ -175,7 +199,7 @@ async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
   const createBackends = opts.dryRun
     ? dryRunBackends(process.stdout)
     : iptablesBackends(opts.host !== undefined);
-  const source = new ManifestSource(opts.from, { log, watch: !opts.once });
+  const source = objectSource(opts, config, host, log);
   const proxyOptions: ProxyOptions = { config, host, families: opts.family, source, createBackends, log };
 
   if (opts.once) {
@@ -241,10 +265,17 @@ export function buildProgram(log: Logger): Command {
 
   program
     .command('run')
-    .description(
-      'run the proxy: sync the rules for the given manifests and keep them in sync as the files change',
+    .description('run the proxy: watch the API server (or the --from manifests) and keep the rules in sync')
+    .option(
+      '--from <path>',
+      'read manifests instead of the API server (repeatable; re-read on change)',
+      collect,
+      [],
     )
-    .requiredOption('--from <path>', 'manifest file or directory (repeatable)', collect, [])
+    .option(
+      '--kubeconfig <file>',
+      'kubeconfig for the API server (default: clientConnection.kubeconfig, else in-cluster)',
+    )
     .option('--config <file>', 'KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)')
     .option('--host <file>', 'HostFacts file: node name, interfaces, iptables features')
     .addOption(

@@ -1,66 +1,14 @@
 /**
  * `switchboard run` end to end through the CLI, as a child process.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { endpointChain, serviceChains } from '../../src/backends/iptables/chain-names.js';
+import { blocks, listeningAddress, ROOT, type Run, startCli, syncedLogs, waitFor } from '../support/cli.js';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const EXAMPLE = join(ROOT, 'fixtures/example');
-
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function startCli(args: string[]): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => resolve({ code, signal }));
-  });
-  return { child, stdout: () => stdout, stderr: () => stderr, exit };
-}
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-/** The `# sync N kind family` blocks of dry-run output, by header. */
-function blocks(stdout: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const part of stdout.split(/^(?=# sync )/m)) {
-    const newline = part.indexOf('\n');
-    out.set(part.slice(0, newline), part.slice(newline + 1));
-  }
-  return out;
-}
-
-const syncedLogs = (stderr: string) =>
-  stderr
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { msg: string; seq?: number; full?: boolean })
-    .filter((r) => r.msg === 'synced');
 
 let running: Run | null = null;
 let tempDir: string | null = null;
@@ -107,7 +55,19 @@ describe('switchboard run', () => {
     const cluster = join(tempDir, 'cluster.yaml');
     await copyFile(join(EXAMPLE, 'cluster.yaml'), cluster);
     await copyFile(join(EXAMPLE, 'config.yaml'), join(tempDir, 'config.yaml'));
-    running = startCli(['run', '--dry-run', '--from', cluster, '--config', join(tempDir, 'config.yaml')]);
+    running = startCli([
+      'run',
+      '--dry-run',
+      '--from',
+      cluster,
+      '--config',
+      join(tempDir, 'config.yaml'),
+      // ephemeral ports: the test must not depend on 10256/10249 being free
+      '--healthz-bind-address',
+      '127.0.0.1:0',
+      '--metrics-bind-address',
+      '127.0.0.1:0',
+    ]);
     const run = running;
     await waitFor(() => syncedLogs(run.stderr()).length === 1, 'the first sync');
     expect(run.stdout().startsWith('# sync 1 full IPv4\n')).toBe(true);
@@ -135,6 +95,21 @@ describe('switchboard run', () => {
     );
     expect([...v4!.matchAll(/^-X (\S+)$/gm)].map((m) => m[1])).toEqual([sep('10.244.2.20')]);
     expect(byHeader.get('# sync 2 partial IPv6')).not.toMatch(/KUBE-(SVC|SEP)-/);
+
+    // The health and metrics servers run alongside, over real HTTP.
+    const listening = (what: string) => {
+      const address = listeningAddress(run.stderr(), what);
+      expect(address, `${what} server address in the log`).not.toBeNull();
+      return address!;
+    };
+    const healthz = await fetch(`http://${listening('healthz')}/healthz`);
+    expect(healthz.status).toBe(200);
+    expect(await healthz.json()).toMatchObject({ healthy: true, nodeEligible: true });
+    const metrics = await (await fetch(`http://${listening('metrics')}/metrics`)).text();
+    expect(metrics).toMatch(
+      /^kubeproxy_sync_partial_proxy_rules_duration_seconds_count\{ip_family="IPv4"\} 1$/m,
+    );
+    expect(metrics).toMatch(/^kubeproxy_proxy_healthz_total\{code="200"\} 1$/m);
 
     run.child.kill('SIGTERM');
     const { code, signal } = await run.exit;

@@ -75,6 +75,9 @@ describeKernel('traffic to ClusterIPs (nft, IPv4 and IPv6)', () => {
     const results = await lab.connect(client.ns, { proto: 'tcp', host: '10.96.0.10', port: 80, count: 300 });
     expectSpread(results, names());
     expect(Object.values(peersSeen(results)).flat()).toEqual(names().map(() => client.ipv4));
+    // The not-ready endpoint's server is up: it is the rules that keep traffic away from it.
+    const direct = await lab.connect(client.ns, { proto: 'tcp', host: notReady.ipv4, port: TCP_TARGET });
+    expect(landedOn(direct)).toEqual([podName(notReady)]);
   });
 
   it('node → ClusterIP (TCP): only ready endpoints answer, spread over all of them', async () => {
