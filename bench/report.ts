@@ -82,7 +82,7 @@ export function resultsTable(results: readonly ScenarioResult[]): string {
     main,
     '',
     'medians of 5, wall-clock ms; fmt = the restore-text formatting part of render; cpu = process CPU ms;',
-    'load avg = 1-minute load at start -> end of the scenario (2 cores: above ~1 the figures are inflated)',
+    'load avg = 1-minute load at start -> end of the scenario (the bench itself adds ~1; on 2 cores, above ~2 others compete and figures are inflated)',
     breakdown,
     '',
     'mix:',

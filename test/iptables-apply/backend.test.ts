@@ -12,7 +12,7 @@ import {
 } from '../../src/backends/iptables/backend.js';
 import type { IptablesOptions } from '../../src/backends/iptables/context.js';
 import { JUMP_RULES } from '../../src/backends/iptables/jump-rules.js';
-import { parseRestore } from '../../src/backends/iptables/restore-text.js';
+import { compareChains as compareFixed, parseRestore } from '../../src/backends/iptables/restore-text.js';
 import type { RecordedCall } from '../../src/kernel/exec.js';
 import { RecordingRunner } from '../../src/kernel/exec.js';
 import type { IPFamily } from '../../src/model/ip.js';
@@ -228,11 +228,19 @@ describe('IptablesBackend: partial syncs', () => {
     expect(lines(input, /^-X KUBE-(SVC|SEP)-/)).toHaveLength(4);
   });
 
-  it('nothing changed: no restore at all', async () => {
+  it('the periodic sync without changes rewrites every fixed chain (repairs a hand-flushed chain) and no service chain', async () => {
     const { runner, backend, sim } = await synced();
     const result = await backend.sync(sim.snapshot(), sim.request(false));
-    expect(result).toMatchObject({ full: false, restoreLines: 0 });
-    expect(runner.calls).toEqual([]);
+    expect(result.full).toBe(false);
+    expect(runner.calls.some(isSave)).toBe(false);
+    const restores = runner.calls.filter(isRestore);
+    expect(restores).toHaveLength(1);
+    const input = restores[0]!.input!;
+    expect(declared(input, 'nat')).toEqual(
+      ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ'].sort(compareFixed),
+    );
+    expect(declared(input, 'filter')).toContain('KUBE-SERVICES');
+    expect(input).not.toMatch(/^:KUBE-(SVC|SVL|SEP|EXT|FW)-/m);
   });
 
   it('a node change that reaches the rules (node IP) forces a full sync; one that does not (pod CIDR under ClusterCIDR) does not', async () => {

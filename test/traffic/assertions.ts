@@ -38,6 +38,11 @@ export function expectAllFailed(results: readonly ConnectResult[], error: string
 /** The source address each answering endpoint saw. */
 export function peersSeen(results: readonly ConnectResult[]): Record<string, string[]> {
   const out: Record<string, Set<string>> = {};
-  for (const r of results) if (r.ok) (out[r.name] ??= new Set()).add(r.peer);
+  for (const r of results) {
+    if (!r.ok) continue;
+    const seen = out[r.name] ?? new Set<string>();
+    seen.add(r.peer);
+    out[r.name] = seen;
+  }
   return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, [...v].sort()]));
 }

@@ -10,7 +10,7 @@ import type { Backend } from '../../src/kernel/backend.js';
 import { NODE_IPV4, type PodNs } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
 import { expectAllFailed, expectSpread, landedOn, peersSeen } from './assertions.js';
-import { Lab, podName, TCP_TARGET } from './lab.js';
+import { DROP_TIMEOUT_MS, Lab, podName, TCP_TARGET } from './lab.js';
 import { type ServiceSpec, serviceEvents, sliceEvents } from './objects.js';
 import { NodeProxy } from './proxy.js';
 
@@ -26,7 +26,13 @@ const EMPTY: ServiceSpec = {
   clusterIPs: ['10.96.2.11'],
   ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: TCP_TARGET, nodePort: 30011 }],
 };
-const CHURN: ServiceSpec = { ...WEB, name: 'churn', type: 'ClusterIP', clusterIPs: ['10.96.2.12'], ports: [WEB.ports[0]!] };
+const CHURN: ServiceSpec = {
+  ...WEB,
+  name: 'churn',
+  type: 'ClusterIP',
+  clusterIPs: ['10.96.2.12'],
+  ports: [WEB.ports[0]!],
+};
 const CHURN_VIP = { host: '10.96.2.12', port: 80 };
 
 for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
@@ -43,7 +49,7 @@ for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
         endpoints = [lab.pod(1), lab.pod(2), lab.pod(3)];
         await lab.startEndpoints(endpoints);
         const all = endpoints.map((pod) => ({ pod }));
-        proxy = new NodeProxy(lab.nodeRunner, { backend, families: ['IPv4'] });
+        proxy = await NodeProxy.create(lab.nodeRunner, { backend, families: ['IPv4'] });
         proxy.apply(...serviceEvents(WEB, all), ...serviceEvents(EMPTY, []), ...serviceEvents(CHURN, all));
         expect(proxy.store.currentProblems()).toEqual([]);
         await proxy.sync();
@@ -63,20 +69,35 @@ for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
     });
 
     it('pod → ClusterIP spreads over every endpoint', async () => {
-      const results = await lab.connect(client.ns, { proto: 'tcp', host: '10.96.2.10', port: 80, count: 300 });
+      const results = await lab.connect(client.ns, {
+        proto: 'tcp',
+        host: '10.96.2.10',
+        port: 80,
+        count: 300,
+      });
       expectSpread(results, endpoints.map(podName));
     });
 
     it('NodePort from the external host spreads over every endpoint, masqueraded', async () => {
-      const results = await lab.connect(lab.topo.external, { proto: 'tcp', host: NODE_IPV4, port: 30080, count: 150 });
+      const results = await lab.connect(lab.topo.external, {
+        proto: 'tcp',
+        host: NODE_IPV4,
+        port: 30080,
+        count: 150,
+      });
       expectSpread(results, endpoints.map(podName));
-      expect(peersSeen(results)).toEqual(Object.fromEntries(endpoints.map((p) => [podName(p), [p.gatewayV4]])));
+      expect(peersSeen(results)).toEqual(
+        Object.fromEntries(endpoints.map((p) => [podName(p), [p.gatewayV4]])),
+      );
     });
 
     it('a service without endpoints refuses its ClusterIP and NodePort at once', async () => {
-      // One at a time, and few: the kernel rate-limits the ICMP errors sent to one host.
+      // One at a time, and few: the kernel rate-limits ICMP errors per host (burst of 6).
       const once = { count: 2, concurrency: 1 };
-      expectAllFailed(await lab.connect(client.ns, { proto: 'tcp', host: '10.96.2.11', port: 80, ...once }), 'ECONNREFUSED');
+      expectAllFailed(
+        await lab.connect(client.ns, { proto: 'tcp', host: '10.96.2.11', port: 80, ...once }),
+        'ECONNREFUSED',
+      );
       expectAllFailed(
         await lab.connect(lab.topo.external, { proto: 'tcp', host: NODE_IPV4, port: 30011, ...once }),
         'ECONNREFUSED',
@@ -106,6 +127,36 @@ for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
       const direct = await lab.connect(client.ns, { proto: 'tcp', host: b.ipv4, port: TCP_TARGET });
       expect(landedOn(direct)).toEqual([podName(b)]);
       await held.stop();
+    });
+
+    it('partial syncs take a service to no endpoints, back to some, away and back again', async () => {
+      const [, b, c] = endpoints as [PodNs, PodNs, PodNs];
+      const partial = async () => expect((await proxy.sync('partial')).map((r) => r.full)).toEqual([false]);
+      const once = { proto: 'tcp' as const, ...CHURN_VIP, count: 2, concurrency: 1 };
+
+      proxy.apply(...sliceEvents(CHURN, []));
+      await partial();
+      expectAllFailed(await lab.connect(client.ns, once), 'ECONNREFUSED');
+
+      proxy.apply(...sliceEvents(CHURN, [{ pod: b }, { pod: c }]));
+      await partial();
+      expectSpread(await lab.connect(client.ns, { proto: 'tcp', ...CHURN_VIP, count: 100 }), [
+        podName(b),
+        podName(c),
+      ]);
+
+      // Deleted: no rule at all for the ClusterIP any more, so nothing answers (and nothing refuses).
+      proxy.apply(...serviceEvents(CHURN, [], 'delete'));
+      await partial();
+      const gone = await lab.connect(client.ns, { ...once, timeoutMs: DROP_TIMEOUT_MS });
+      expect(gone.filter((r) => r.ok || r.error === 'ECONNREFUSED')).toEqual([]);
+      expect(await lab.save(backend, 'IPv4', 'nat')).not.toContain('traffic/churn');
+
+      proxy.apply(...serviceEvents(CHURN, [{ pod: c }]));
+      await partial();
+      expect(landedOn(await lab.connect(client.ns, { proto: 'tcp', ...CHURN_VIP, count: 10 }))).toEqual([
+        podName(c),
+      ]);
     });
   });
 }

@@ -9,10 +9,10 @@
  * by the services.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { EXTERNAL_IPV4, NODE_IPV4, NODE_IPV6, type PodNs } from '../kernel/netns.js';
+import { EXTERNAL_IPV4, EXTERNAL_IPV6, NODE_IPV4, NODE_IPV6, type PodNs } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
 import { expectAllFailed, expectSpread, landedOn, peersSeen } from './assertions.js';
-import { DROP_TIMEOUT_MS, EXTERNAL_ALT_IPV4, Lab, podName, TCP_TARGET } from './lab.js';
+import { DROP_TIMEOUT_MS, EXTERNAL_ALT_IPV4, EXTERNAL_ALT_IPV6, Lab, podName, TCP_TARGET } from './lab.js';
 import { OTHER_NODE, type PortSpec, type ServiceSpec, serviceEvents } from './objects.js';
 import { NodeProxy } from './proxy.js';
 
@@ -34,18 +34,29 @@ const NP_LOCAL: ServiceSpec = {
   ports: http(30090),
   externalTrafficPolicy: 'Local',
 };
-const NP_LOCAL_NONE: ServiceSpec = { ...NP_LOCAL, name: 'np-local-none', clusterIPs: ['10.96.1.12'], ports: http(30091) };
+const NP_LOCAL_NONE: ServiceSpec = {
+  ...NP_LOCAL,
+  name: 'np-local-none',
+  clusterIPs: ['10.96.1.12'],
+  ports: http(30091),
+};
 const LB_VIP = '203.0.113.10';
+const LB_VIP6 = '2001:db8:1b::10';
 const LB: ServiceSpec = {
   name: 'lb',
   type: 'LoadBalancer',
-  clusterIPs: ['10.96.1.13'],
+  clusterIPs: ['10.96.1.13', 'fd00:96::1:13'],
   ports: http(30070),
-  loadBalancerIPs: [LB_VIP],
-  loadBalancerSourceRanges: [`${EXTERNAL_IPV4}/32`],
+  loadBalancerIPs: [LB_VIP, LB_VIP6],
+  loadBalancerSourceRanges: [`${EXTERNAL_IPV4}/32`, `${EXTERNAL_IPV6}/128`],
 };
 const EXTERNAL_IP = '198.51.100.20';
-const EXT_IP: ServiceSpec = { name: 'ext-ip', clusterIPs: ['10.96.1.14'], ports: http(), externalIPs: [EXTERNAL_IP] };
+const EXT_IP: ServiceSpec = {
+  name: 'ext-ip',
+  clusterIPs: ['10.96.1.14'],
+  ports: http(),
+  externalIPs: [EXTERNAL_IP],
+};
 const EMPTY_EXTERNAL_IP = '198.51.100.21';
 const EMPTY: ServiceSpec = {
   name: 'empty',
@@ -71,7 +82,7 @@ describeKernel('traffic from outside the node (nft, IPv4 and IPv6)', () => {
       await lab.startServer(lab.topo.node, 'node-listener', { tcp: [30011, 30012] });
       const localEps = local.map((pod) => ({ pod }));
       const remoteEp = { pod: remote, nodeName: OTHER_NODE };
-      const proxy = new NodeProxy(lab.nodeRunner, { backend: 'nft', families: ['IPv4', 'IPv6'] });
+      const proxy = await NodeProxy.create(lab.nodeRunner, { backend: 'nft', families: ['IPv4', 'IPv6'] });
       proxy.apply(
         ...serviceEvents(NP_CLUSTER, [localEps[0]!, remoteEp]),
         ...serviceEvents(NP_LOCAL, [...localEps, remoteEp]),
@@ -116,6 +127,36 @@ describeKernel('traffic from outside the node (nft, IPv4 and IPv6)', () => {
     expect(peersSeen(results)).toEqual(Object.fromEntries(local.map((p) => [podName(p), [EXTERNAL_IPV4]])));
   });
 
+  it('NodePort, externalTrafficPolicy Local, from a pod: short-circuited to every endpoint, source kept', async () => {
+    const client = lab.pod(0);
+    const results = await lab.connect(client.ns, { proto: 'tcp', host: NODE_IPV4, port: 30090, count: 150 });
+    expectSpread(results, [...local, remote].map(podName));
+    expect([...new Set(Object.values(peersSeen(results)).flat())]).toEqual([client.ipv4]);
+  });
+
+  it('NodePort, externalTrafficPolicy Local, from the node itself: every endpoint, masqueraded', async () => {
+    const results = await lab.connect(lab.topo.node, {
+      proto: 'tcp',
+      host: NODE_IPV4,
+      port: 30090,
+      count: 150,
+    });
+    expectSpread(results, [...local, remote].map(podName));
+    expect(peersSeen(results)).toEqual(
+      Object.fromEntries([...local, remote].map((p) => [podName(p), [p.gatewayV4]])),
+    );
+  });
+
+  it('NodePort on 127.0.0.1 from the node (localhostNodePorts, the default)', async () => {
+    const results = await lab.connect(lab.topo.node, {
+      proto: 'tcp',
+      host: '127.0.0.1',
+      port: 30080,
+      count: 40,
+    });
+    expect(landedOn(results)).toEqual([podName(local[0]), podName(remote)].sort());
+  });
+
   it('NodePort, externalTrafficPolicy Local, no endpoint on this node: dropped', async () => {
     const results = await lab.connect(ext(), {
       proto: 'tcp',
@@ -131,7 +172,13 @@ describeKernel('traffic from outside the node (nft, IPv4 and IPv6)', () => {
   });
 
   it('LoadBalancer VIP with source ranges: an allowed source connects, another is dropped', async () => {
-    const allowed = await lab.connect(ext(), { proto: 'tcp', host: LB_VIP, port: 80, count: 40 });
+    const allowed = await lab.connect(ext(), {
+      proto: 'tcp',
+      host: LB_VIP,
+      port: 80,
+      count: 40,
+      source: EXTERNAL_IPV4,
+    });
     expect(landedOn(allowed)).toEqual(local.map(podName).sort());
     const denied = await lab.connect(ext(), {
       proto: 'tcp',
@@ -142,13 +189,51 @@ describeKernel('traffic from outside the node (nft, IPv4 and IPv6)', () => {
       timeoutMs: DROP_TIMEOUT_MS,
     });
     expectAllFailed(denied, 'TIMEOUT');
+    // Pods are not exempt from the source ranges (spec §14).
+    const fromPod = await lab.connect(lab.pod(0).ns, {
+      proto: 'tcp',
+      host: LB_VIP,
+      port: 80,
+      count: 2,
+      timeoutMs: DROP_TIMEOUT_MS,
+    });
+    expectAllFailed(fromPod, 'TIMEOUT');
     // Source ranges filter the VIP only: the NodePort stays open to every source (spec §9).
     const nodePort = await lab.connect(ext(), {
       proto: 'tcp',
       host: NODE_IPV4,
       port: 30070,
-      count: 10,
+      count: 40,
       source: EXTERNAL_ALT_IPV4,
+    });
+    expect(landedOn(nodePort)).toEqual(local.map(podName).sort());
+  });
+
+  it('LoadBalancer VIP with source ranges over IPv6', async () => {
+    // Both addresses are in one /64: name the source, or the kernel may pick either.
+    const allowed = await lab.connect(ext(), {
+      proto: 'tcp',
+      host: LB_VIP6,
+      port: 80,
+      count: 40,
+      source: EXTERNAL_IPV6,
+    });
+    expect(landedOn(allowed)).toEqual(local.map(podName).sort());
+    const denied = await lab.connect(ext(), {
+      proto: 'tcp',
+      host: LB_VIP6,
+      port: 80,
+      count: 2,
+      source: EXTERNAL_ALT_IPV6,
+      timeoutMs: DROP_TIMEOUT_MS,
+    });
+    expectAllFailed(denied, 'TIMEOUT');
+    const nodePort = await lab.connect(ext(), {
+      proto: 'tcp',
+      host: NODE_IPV6,
+      port: 30070,
+      count: 40,
+      source: EXTERNAL_ALT_IPV6,
     });
     expect(landedOn(nodePort)).toEqual(local.map(podName).sort());
   });
@@ -160,9 +245,12 @@ describeKernel('traffic from outside the node (nft, IPv4 and IPv6)', () => {
   });
 
   it("a service without endpoints refuses its NodePort and externalIP, even with a listener on the node's port", async () => {
-    // One at a time, and few: the kernel rate-limits the ICMP errors sent to one host.
+    // One at a time, and few: the kernel rate-limits ICMP errors per host (burst of 6).
     const once = { count: 2, concurrency: 1 };
-    expectAllFailed(await lab.connect(ext(), { proto: 'tcp', host: NODE_IPV4, port: 30011, ...once }), 'ECONNREFUSED');
+    expectAllFailed(
+      await lab.connect(ext(), { proto: 'tcp', host: NODE_IPV4, port: 30011, ...once }),
+      'ECONNREFUSED',
+    );
     expectAllFailed(
       await lab.connect(ext(), { proto: 'tcp', host: EMPTY_EXTERNAL_IP, port: 80, ...once }),
       'ECONNREFUSED',

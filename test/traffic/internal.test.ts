@@ -24,7 +24,12 @@ const ports = [
 
 const WEB: ServiceSpec = { name: 'web', clusterIPs: ['10.96.0.10', 'fd00:96::10'], ports };
 const EMPTY: ServiceSpec = { name: 'empty', clusterIPs: ['10.96.0.11', 'fd00:96::11'], ports };
-const STICKY: ServiceSpec = { name: 'sticky', clusterIPs: ['10.96.0.12'], ports, clientIPAffinitySeconds: 10800 };
+const STICKY: ServiceSpec = {
+  name: 'sticky',
+  clusterIPs: ['10.96.0.12', 'fd00:96::12'],
+  ports,
+  clientIPAffinitySeconds: 10800,
+};
 const ITP_LOCAL: ServiceSpec = {
   name: 'itp-local',
   clusterIPs: ['10.96.0.13'],
@@ -32,7 +37,8 @@ const ITP_LOCAL: ServiceSpec = {
   internalTrafficPolicy: 'Local',
 };
 const ITP_REMOTE_ONLY: ServiceSpec = { ...ITP_LOCAL, name: 'itp-remote-only', clusterIPs: ['10.96.0.14'] };
-const SELF: ServiceSpec = { name: 'self', clusterIPs: ['10.96.0.15'], ports };
+const SELF: ServiceSpec = { name: 'self', clusterIPs: ['10.96.0.15', 'fd00:96::15'], ports };
+const DRAINING: ServiceSpec = { name: 'draining', clusterIPs: ['10.96.0.16'], ports };
 
 describeKernel('traffic to ClusterIPs (nft, IPv4 and IPv6)', () => {
   let lab: Lab;
@@ -51,14 +57,23 @@ describeKernel('traffic to ClusterIPs (nft, IPv4 and IPv6)', () => {
       notReady = lab.pod(5);
       await lab.startEndpoints([...local, remote, notReady]);
       const ready = local.map((pod): EndpointSpec => ({ pod }));
-      const proxy = new NodeProxy(lab.nodeRunner, { backend: 'nft', families: ['IPv4', 'IPv6'] });
+      const proxy = await NodeProxy.create(lab.nodeRunner, { backend: 'nft', families: ['IPv4', 'IPv6'] });
       proxy.apply(
         ...serviceEvents(WEB, [...ready, { pod: notReady, ready: false, serving: false }]),
         ...serviceEvents(EMPTY, []),
         ...serviceEvents(STICKY, ready),
-        ...serviceEvents(ITP_LOCAL, [{ pod: local[0]! }, { pod: local[1]! }, { pod: remote, nodeName: OTHER_NODE }]),
+        ...serviceEvents(ITP_LOCAL, [
+          { pod: local[0]! },
+          { pod: local[1]! },
+          { pod: remote, nodeName: OTHER_NODE },
+        ]),
         ...serviceEvents(ITP_REMOTE_ONLY, [{ pod: remote, nodeName: OTHER_NODE }]),
         ...serviceEvents(SELF, [{ pod: local[0]! }]),
+        // Nothing ready: the serving, terminating endpoint takes the traffic; the other does not.
+        ...serviceEvents(DRAINING, [
+          { pod: local[1]!, ready: false, serving: true, terminating: true },
+          { pod: local[2]!, ready: false, serving: false, terminating: true },
+        ]),
       );
       expect(proxy.store.currentProblems()).toEqual([]);
       await proxy.sync();
@@ -81,7 +96,12 @@ describeKernel('traffic to ClusterIPs (nft, IPv4 and IPv6)', () => {
   });
 
   it('node → ClusterIP (TCP): only ready endpoints answer, spread over all of them', async () => {
-    const results = await lab.connect(lab.topo.node, { proto: 'tcp', host: '10.96.0.10', port: 80, count: 150 });
+    const results = await lab.connect(lab.topo.node, {
+      proto: 'tcp',
+      host: '10.96.0.10',
+      port: 80,
+      count: 150,
+    });
     expectSpread(results, names());
   });
 
@@ -91,9 +111,9 @@ describeKernel('traffic to ClusterIPs (nft, IPv4 and IPv6)', () => {
   });
 
   it('a service without endpoints is refused at once (TCP and UDP), not dropped', async () => {
-    // One at a time, and few: the kernel rate-limits the ICMP errors REJECT sends to one
-    // host, and a burst of simultaneous SYNs would see some of them suppressed (TIMEOUT).
-    const once = { count: 3, concurrency: 1 };
+    // One at a time, and few: the kernel sends a host at most a burst of 6 ICMP errors, then
+    // one a second (net.ipv4.icmp_ratelimit); REJECTs beyond that look like drops.
+    const once = { count: 2, concurrency: 1 };
     const tcp = await lab.connect(client.ns, { proto: 'tcp', host: '10.96.0.11', port: 80, ...once });
     expectAllFailed(tcp, 'ECONNREFUSED');
     const udp = await lab.connect(client.ns, { proto: 'udp', host: '10.96.0.11', port: 53, ...once });
@@ -105,7 +125,13 @@ describeKernel('traffic to ClusterIPs (nft, IPv4 and IPv6)', () => {
   it('ClientIP affinity: every connection from one client lands on the same endpoint', async () => {
     for (const from of [client.ns, lab.topo.node]) {
       // One at a time: the first connection must have recorded the client before the next arrives.
-      const results = await lab.connect(from, { proto: 'tcp', host: '10.96.0.12', port: 80, count: 30, concurrency: 1 });
+      const results = await lab.connect(from, {
+        proto: 'tcp',
+        host: '10.96.0.12',
+        port: 80,
+        count: 30,
+        concurrency: 1,
+      });
       const landed = landedOn(results);
       expect(landed, `from ${from}`).toHaveLength(1);
       expect(names()).toContain(landed[0]);
@@ -139,13 +165,39 @@ describeKernel('traffic to ClusterIPs (nft, IPv4 and IPv6)', () => {
     expect(peersSeen(results)).toEqual({ [podName(self)]: [self.gatewayV4] });
   });
 
+  it('no ready endpoint: a serving, terminating endpoint takes the traffic (spec §2.2 fallback)', async () => {
+    const results = await lab.connect(client.ns, { proto: 'tcp', host: '10.96.0.16', port: 80, count: 20 });
+    expect(landedOn(results)).toEqual([podName(local[1]!)]);
+  });
+
   it('IPv6 (second backend): pod → ClusterIP over TCP and UDP spreads over the ready endpoints', async () => {
     const tcp = await lab.connect(client.ns, { proto: 'tcp', host: 'fd00:96::10', port: 80, count: 150 });
     expectSpread(tcp, names());
     expect(Object.values(peersSeen(tcp)).flat()).toEqual(names().map(() => client.ipv6));
     const udp = await lab.connect(client.ns, { proto: 'udp', host: 'fd00:96::10', port: 53, count: 100 });
     expectSpread(udp, names());
-    const empty = await lab.connect(client.ns, { proto: 'tcp', host: 'fd00:96::11', port: 80, count: 2, concurrency: 1 });
+    const empty = await lab.connect(client.ns, {
+      proto: 'tcp',
+      host: 'fd00:96::11',
+      port: 80,
+      count: 2,
+      concurrency: 1,
+    });
     expectAllFailed(empty, 'ECONNREFUSED');
+  });
+
+  it('IPv6: ClientIP affinity sticks, and hairpin traffic is masqueraded', async () => {
+    const sticky = await lab.connect(client.ns, {
+      proto: 'tcp',
+      host: 'fd00:96::12',
+      port: 80,
+      count: 20,
+      concurrency: 1,
+    });
+    expect(landedOn(sticky)).toHaveLength(1);
+    expect(names()).toContain(landedOn(sticky)[0]);
+    const self = local[0]!;
+    const hairpin = await lab.connect(self.ns, { proto: 'tcp', host: 'fd00:96::15', port: 80, count: 5 });
+    expect(peersSeen(hairpin)).toEqual({ [podName(self)]: [self.gatewayV6] });
   });
 });

@@ -4,7 +4,7 @@
  * external host. `teardown()` stops every process before the namespaces go (a process
  * would keep its namespace alive) and is safe to call twice.
  */
-import { iptablesBinary, type Backend } from '../../src/kernel/backend.js';
+import { type Backend, iptablesBinary } from '../../src/kernel/backend.js';
 import type { CommandRunner } from '../../src/kernel/exec.js';
 import type { IPFamily } from '../../src/model/ip.js';
 import { type ConnectOptions, type ConnectResult, type PodNs, Topology } from '../kernel/netns.js';
@@ -15,9 +15,10 @@ export const TCP_TARGET = 8080;
 export const UDP_TARGET = 5353;
 /** A second address of the external host, for "disallowed source" checks. */
 export const EXTERNAL_ALT_IPV4 = '192.168.0.101';
+export const EXTERNAL_ALT_IPV6 = 'fd00:192:168::101';
 
 /** Timeout of a connection that should succeed: generous, the machine is shared. */
-const OK_TIMEOUT_MS = 3000;
+const OK_TIMEOUT_MS = 5000;
 /** Timeout of a connection that should be dropped: long enough for a slow answer to arrive. */
 export const DROP_TIMEOUT_MS = 1000;
 
@@ -33,7 +34,9 @@ export class Lab {
     const topo = await Topology.create({ pods });
     const lab = new Lab(topo);
     try {
-      await topo.in(topo.external).run('ip', ['addr', 'add', `${EXTERNAL_ALT_IPV4}/24`, 'dev', 'eth0']);
+      const external = topo.in(topo.external);
+      await external.run('ip', ['addr', 'add', `${EXTERNAL_ALT_IPV4}/24`, 'dev', 'eth0']);
+      await external.run('ip', ['addr', 'add', `${EXTERNAL_ALT_IPV6}/64`, 'dev', 'eth0', 'nodad']);
     } catch (e) {
       await lab.teardown().catch(() => undefined);
       throw e;
@@ -57,10 +60,15 @@ export class Lab {
 
   /** Echo servers (TCP_TARGET, UDP_TARGET) in each pod, named `pod-<index>`. */
   async startEndpoints(pods: readonly PodNs[]): Promise<void> {
-    for (const pod of pods) await this.startServer(pod.ns, podName(pod), { tcp: [TCP_TARGET], udp: [UDP_TARGET] });
+    for (const pod of pods)
+      await this.startServer(pod.ns, podName(pod), { tcp: [TCP_TARGET], udp: [UDP_TARGET] });
   }
 
-  async startServer(ns: string, name: string, ports: { tcp?: number[]; udp?: number[] }): Promise<EchoServer> {
+  async startServer(
+    ns: string,
+    name: string,
+    ports: { tcp?: number[]; udp?: number[] },
+  ): Promise<EchoServer> {
     const server = await startEchoServer(ns, name, ports);
     this.processes.add(server);
     return server;

@@ -70,13 +70,25 @@ for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
         }
         await lab.iptables(backend, 'IPv4', [
           ...['-t', 'nat', '-A', 'PREROUTING', '-d', `${AGENT_VIP.host}/32`, '-p', 'tcp'],
-          ...['--dport', String(AGENT_VIP.port), '-j', 'DNAT', '--to-destination', `${endpoints[0].ipv4}:${TCP_TARGET}`],
+          ...[
+            '--dport',
+            String(AGENT_VIP.port),
+            '-j',
+            'DNAT',
+            '--to-destination',
+            `${endpoints[0].ipv4}:${TCP_TARGET}`,
+          ],
         ]);
         for (const family of FAMILIES) agentLines.set(family, await agentRulesNow(family));
         expect(agentLines.get('IPv4')).toHaveLength(4);
 
-        proxy = new NodeProxy(lab.nodeRunner, { backend, families: FAMILIES });
-        proxy.apply(...serviceEvents(STEADY, endpoints.map((pod) => ({ pod }))));
+        proxy = await NodeProxy.create(lab.nodeRunner, { backend, families: FAMILIES });
+        proxy.apply(
+          ...serviceEvents(
+            STEADY,
+            endpoints.map((pod) => ({ pod })),
+          ),
+        );
         proxy.apply(...serviceEvents(FLAKY, [{ pod: endpoints[0] }, { pod: endpoints[1] }]));
         expect(proxy.store.currentProblems()).toEqual([]);
         await proxy.sync();
@@ -94,7 +106,7 @@ for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
       expect(held.greeting).toMatchObject({ ok: true });
       const name = held.greeting.ok ? held.greeting.name : '';
 
-      proxy.restart();
+      await proxy.restart();
       expect((await proxy.sync()).map((r) => r.full)).toEqual([true, true]);
       expect(await held.probe()).toMatchObject({ ok: true, name, seq: 1 });
       const fresh = await lab.connect(client.ns, { proto: 'tcp', ...STEADY_V4, count: 60 });
@@ -106,7 +118,7 @@ for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
     it('a restarted proxy deletes the rules of an endpoint that left while it was down', async () => {
       const gone = endpoints[2];
       proxy.apply(...sliceEvents(STEADY, [{ pod: endpoints[0] }, { pod: endpoints[1] }]));
-      proxy.restart();
+      await proxy.restart();
       await proxy.sync();
       expect(await lab.save(backend, 'IPv4', 'nat')).not.toContain(`${gone.ipv4}:${TCP_TARGET}`);
       expect(await lab.save(backend, 'IPv6', 'nat')).not.toContain(`[${gone.ipv6}]:${TCP_TARGET}`);
@@ -121,18 +133,39 @@ for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
 
       proxy.apply(...sliceEvents(FLAKY, [{ pod: kept }]));
       proxy.runner.failRestores = true;
-      await expect(proxy.sync('partial')).rejects.toThrow(IptablesSyncError);
+      try {
+        await expect(proxy.sync('partial')).rejects.toThrow(IptablesSyncError);
+      } finally {
+        proxy.runner.failRestores = false;
+      }
       expect(proxy.runner.injected).toBeGreaterThan(0);
       expect(landedOn(await lab.connect(client.ns, { proto: 'tcp', ...FLAKY_V4, count: 60 }))).toEqual(both);
-      expect(landedOn(await lab.connect(client.ns, { proto: 'tcp', ...STEADY_V4, count: 10 })).length).toBeGreaterThan(0);
+      const steady = await lab.connect(client.ns, { proto: 'tcp', ...STEADY_V4, count: 40 });
+      expect(landedOn(steady)).toEqual([podName(endpoints[0]), podName(endpoints[1])]);
 
-      proxy.runner.failRestores = false;
       const results = await proxy.sync('partial');
       // The backend that failed does not trust what it knew and resyncs in full.
       expect(results[0]?.full).toBe(true);
       expect(landedOn(await lab.connect(client.ns, { proto: 'tcp', ...FLAKY_V4, count: 30 }))).toEqual([
         podName(kept),
       ]);
+    });
+
+    it('a hand-flushed KUBE-SERVICES is repaired by the next periodic sync (no changes pending)', async () => {
+      await proxy.sync('partial');
+      await lab.iptables(backend, 'IPv4', ['-t', 'nat', '-F', 'KUBE-SERVICES']);
+      const broken = await lab.connect(client.ns, {
+        proto: 'tcp',
+        ...STEADY_V4,
+        count: 2,
+        timeoutMs: DROP_TIMEOUT_MS,
+      });
+      expect(broken.filter((r) => r.ok)).toEqual([]);
+
+      const results = await proxy.sync('partial');
+      expect(results.map((r) => r.full)).toEqual([false, false]);
+      const repaired = await lab.connect(client.ns, { proto: 'tcp', ...STEADY_V4, count: 40 });
+      expect(landedOn(repaired)).toEqual([podName(endpoints[0]), podName(endpoints[1])]);
     });
 
     it("another agent's chain and rules survive the syncs and cleanup; cleanup leaves no KUBE- chain", async () => {
@@ -144,7 +177,8 @@ for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
       const { removed } = await cleanupIptables(lab.nodeRunner, silentLog);
       expect(removed).toBeGreaterThan(0);
       for (const b of ['nft', 'legacy'] as const) {
-        for (const family of FAMILIES) expect(await lab.save(b, family), `${b} ${family}`).not.toContain('KUBE-');
+        for (const family of FAMILIES)
+          expect(await lab.save(b, family), `${b} ${family}`).not.toContain('KUBE-');
       }
       for (const family of FAMILIES) expect(await agentRulesNow(family)).toEqual(agentLines.get(family));
       expect(await agentAnswers()).toEqual([podName(endpoints[0])]);

@@ -73,7 +73,9 @@ export function serviceObject(spec: ServiceSpec): Record<string, unknown> {
         ...(p.nodePort ? { nodePort: p.nodePort } : {}),
       })),
       ...(spec.externalIPs ? { externalIPs: [...spec.externalIPs] } : {}),
-      ...(spec.loadBalancerSourceRanges ? { loadBalancerSourceRanges: [...spec.loadBalancerSourceRanges] } : {}),
+      ...(spec.loadBalancerSourceRanges
+        ? { loadBalancerSourceRanges: [...spec.loadBalancerSourceRanges] }
+        : {}),
       ...(spec.externalTrafficPolicy ? { externalTrafficPolicy: spec.externalTrafficPolicy } : {}),
       ...(spec.internalTrafficPolicy ? { internalTrafficPolicy: spec.internalTrafficPolicy } : {}),
       ...(spec.clientIPAffinitySeconds
@@ -126,10 +128,7 @@ export function serviceEvents(
   endpoints: readonly EndpointSpec[],
   type: EventType = 'add',
 ): ObjectEvent[] {
-  return [
-    { type, kind: 'Service', object: serviceObject(spec) },
-    ...sliceEvents(spec, endpoints, type),
-  ];
+  return [{ type, kind: 'Service', object: serviceObject(spec) }, ...sliceEvents(spec, endpoints, type)];
 }
 
 /** Only the slices (endpoint churn): one per family of the Service's clusterIPs. */

@@ -1,15 +1,15 @@
 /**
  * Switchboard's proxy for one node namespace, driven by hand: an ObjectStore fed with
- * plain objects, one SnapshotBuilder and one IptablesBackend per family, with the
- * production configuration path (defaultKubeProxyConfiguration → iptablesOptions). Syncs
- * are full or partial on request; a partial sync names the services changed since the
- * last successful sync, as the sync loop does.
+ * plain objects, one SnapshotBuilder and one IptablesBackend per family, made the way
+ * production makes them (defaultKubeProxyConfiguration → createIptablesBackends, which
+ * reads the iptables version and probes the host facts, here the node namespace's).
+ * Syncs are full or partial on request; a partial sync names the services changed since
+ * the last successful sync, as the sync loop does.
  *
  * The runner is wrapped so a test can make iptables-restore fail on demand.
  */
 import { pino } from 'pino';
-import { IptablesBackend } from '../../src/backends/iptables/backend.js';
-import { neutralHostFacts } from '../../src/config/host.js';
+import { createIptablesBackends, type IptablesBackend } from '../../src/backends/iptables/backend.js';
 import { defaultKubeProxyConfiguration } from '../../src/config/kubeproxy.js';
 import type { Backend } from '../../src/kernel/backend.js';
 import { CommandError, type CommandRunner, type RunOptions, type RunResult } from '../../src/kernel/exec.js';
@@ -35,8 +35,13 @@ export class FaultInjectingRunner implements CommandRunner {
   async run(cmd: string, args: readonly string[], options?: RunOptions): Promise<RunResult> {
     if (this.failRestores && cmd.endsWith('-restore')) {
       this.injected++;
-      const result = { stdout: '', stderr: 'iptables-restore: line 1 failed (injected by the test)\n', exitCode: 1 };
-      if (options?.reject !== false) throw new CommandError(cmd, args, result, 'exit', 'exit code 1 (injected)');
+      const result = {
+        stdout: '',
+        stderr: 'iptables-restore: line 1 failed (injected by the test)\n',
+        exitCode: 1,
+      };
+      if (options?.reject !== false)
+        throw new CommandError(cmd, args, result, 'exit', 'exit code 1 (injected)');
       return result;
     }
     return this.inner.run(cmd, args, options);
@@ -53,12 +58,12 @@ export class NodeProxy {
   readonly runner: FaultInjectingRunner;
   private readonly config = { ...defaultKubeProxyConfiguration(), clusterCIDR: CLUSTER_CIDR };
   private readonly builders: Map<IPFamily, SnapshotBuilder>;
-  private backends: Map<IPFamily, IptablesBackend>;
+  private backends = new Map<IPFamily, IptablesBackend>();
   private seq = 0;
   /** service versions at the last successful sync; null before the first */
   private syncedVersions: Map<string, number> | null = null;
 
-  constructor(
+  private constructor(
     nodeRunner: CommandRunner,
     readonly options: NodeProxyOptions,
   ) {
@@ -66,21 +71,13 @@ export class NodeProxy {
     this.builders = new Map(
       options.families.map((f) => [f, new SnapshotBuilder(f, topologyOptions(this.config))] as const),
     );
-    this.backends = this.newBackends();
     this.store.apply({ type: 'add', kind: 'Node', object: nodeObject() });
   }
 
-  private newBackends(): Map<IPFamily, IptablesBackend> {
-    const options = iptablesOptions(this.config, neutralHostFacts());
-    return new Map(
-      this.options.families.map(
-        (family) =>
-          [
-            family,
-            new IptablesBackend({ runner: this.runner, backend: this.options.backend, family, options, log: silentLog }),
-          ] as const,
-      ),
-    );
+  static async create(nodeRunner: CommandRunner, options: NodeProxyOptions): Promise<NodeProxy> {
+    const proxy = new NodeProxy(nodeRunner, options);
+    await proxy.restart();
+    return proxy;
   }
 
   apply(...events: readonly ObjectEvent[]): this {
@@ -100,8 +97,14 @@ export class NodeProxy {
    */
   async sync(mode: 'full' | 'partial' = 'full'): Promise<BackendSyncResult[]> {
     const versions = this.store.versionsSnapshot();
-    const changedServices = this.syncedVersions ? this.store.changedSince(this.syncedVersions) : new Set<string>();
-    const request = { seq: ++this.seq, full: mode === 'full' || this.syncedVersions === null, changedServices };
+    const changedServices = this.syncedVersions
+      ? this.store.changedSince(this.syncedVersions)
+      : new Set<string>();
+    const request = {
+      seq: ++this.seq,
+      full: mode === 'full' || this.syncedVersions === null,
+      changedServices,
+    };
     const results: BackendSyncResult[] = [];
     for (const [family, backend] of this.backends) {
       results.push(await backend.sync(this.snapshot(family), request));
@@ -111,8 +114,15 @@ export class NodeProxy {
   }
 
   /** New backend instances with no memory, as after a process restart; the next sync is their first. */
-  restart(): void {
-    this.backends = this.newBackends();
+  async restart(): Promise<void> {
+    const backends = await createIptablesBackends({
+      runner: this.runner,
+      families: this.options.families,
+      options: (facts) => iptablesOptions(this.config, facts),
+      log: silentLog,
+      backend: this.options.backend,
+    });
+    this.backends = new Map(backends.map((b) => [b.family, b] as const));
     this.seq = 0;
     this.syncedVersions = null;
   }

@@ -8,9 +8,10 @@
  * - the service chains that exist: read from `iptables-save -t nat` on full syncs only,
  *   then tracked from what each successful restore left in place;
  * - the rules of the fixed chains (KUBE-SERVICES, KUBE-FORWARD, ...) as last written:
- *   a partial sync leaves out a fixed chain whose rules did not change, and `--noflush`
- *   keeps the kernel's copy. kube-proxy rewrites them on every sync; with thousands of
- *   services KUBE-SERVICES is most of a partial sync's input.
+ *   a partial sync that applies changes leaves out a fixed chain whose rules did not
+ *   change, and `--noflush` keeps the kernel's copy. kube-proxy rewrites them on every
+ *   sync; with thousands of services KUBE-SERVICES is most of a partial sync's input. The
+ *   periodic sync without changes still rewrites them, which repairs a hand-flushed chain.
  * Any failure forgets all of it, so the next sync is full and re-reads the kernel.
  */
 import type { HostFacts } from '../../config/host.js';
@@ -182,7 +183,10 @@ export class IptablesBackend implements ProxyBackend {
         existingChains: existing,
       });
       const written = fixedChainContents([render.filter, render.nat]);
-      const skipped = full ? [] : this.skipUnchangedFixedChains(render);
+      // Only a sync that carries changes skips unchanged fixed chains: the periodic sync with
+      // nothing to change rewrites them, so a chain someone flushed by hand is repaired within
+      // syncPeriod, as with kube-proxy, while churn stays cheap.
+      const skipped = full || request.changedServices.size === 0 ? [] : this.skipUnchangedFixedChains(render);
       const restoreLines = await this.apply(render, full, snapshot.servicePorts.length);
 
       this.chains = render.activeChains;

@@ -47,7 +47,8 @@ for (const p of values.tcp) {
   const server = net.createServer((socket) => {
     let seq = 0;
     let pending = '';
-    const answer = () => socket.write(reply('tcp', socket.remoteAddress, socket.remotePort, socket.localPort, seq++));
+    const answer = () =>
+      socket.write(reply('tcp', socket.remoteAddress, socket.remotePort, socket.localPort, seq++));
     socket.on('error', () => {});
     socket.setEncoding('utf8');
     socket.on('data', (chunk) => {
