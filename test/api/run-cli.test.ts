@@ -72,7 +72,8 @@ it('syncs the cluster from the API server, follows node and endpoint changes, an
 
   // One endpoint of shop/web becomes not ready: a partial sync of that service only.
   const webSlice = objects.find((o) => o.kind === 'EndpointSlice' && o.metadata.name.startsWith('web-'))!;
-  const endpoints = (webSlice as unknown as { endpoints: { conditions: Record<string, boolean> }[] }).endpoints;
+  const endpoints = (webSlice as unknown as { endpoints: { conditions: Record<string, boolean> }[] })
+    .endpoints;
   const changed = {
     ...webSlice,
     endpoints: endpoints.map((e, i) =>
