@@ -1,7 +1,7 @@
 /**
  * HostFacts learned from the machine when no host facts file is given: interface
  * addresses (`ip -j addr show`), whether MASQUERADE takes `--random-fully` (from the
- * iptables version), which nfacct counters exist, and whether conntrack is liberal about
+ * iptables version), which nfacct counters exist (creating kube-proxy's), and whether conntrack is liberal about
  * TCP windows. Everything runs through the CommandRunner, so a test probes its own
  * network namespace.
  */
@@ -45,6 +45,28 @@ export function parseIpAddrJson(stdout: string): Record<string, string[]> {
   return out;
 }
 
+/**
+ * Creates kube-proxy's nfacct counters where the kernel and the `nfacct` tool allow it
+ * (kube-proxy does the same through netlink), and returns the ones that exist: rules
+ * count into a counter only if it exists, so without the tool they are rendered without.
+ */
+export async function ensureNfacctCounters(
+  runner: CommandRunner,
+  log: Logger,
+): Promise<{ counters: string[] | undefined; nfacct: string[] }> {
+  const known: readonly string[] = KNOWN_NFACCT_COUNTERS;
+  let counters = await listNfacctCounters(runner);
+  if (counters === undefined) return { counters, nfacct: [] };
+  const missing = known.filter((c) => !counters!.includes(c));
+  for (const name of missing) {
+    const r = await runner.run('nfacct', ['add', name], { reject: false, timeoutMs: 10_000 });
+    if (r.exitCode !== 0)
+      log.info({ counter: name, stderr: r.stderr.trim() }, 'could not create nfacct counter');
+  }
+  if (missing.length > 0) counters = await listNfacctCounters(runner);
+  return { counters, nfacct: (counters ?? []).filter((c) => known.includes(c)) };
+}
+
 export interface ProbeInput {
   runner: CommandRunner;
   /** the iptables version of the backend in use */
@@ -58,11 +80,7 @@ export async function probeHostFacts({ runner, version, log }: ProbeInput): Prom
 
   const randomFully = supportsRandomFully(version);
 
-  // kube-proxy creates its counters through netlink; Switchboard only counts into
-  // counters that already exist, and renders without them when that is unknown.
-  const counters = await listNfacctCounters(runner);
-  const known: readonly string[] = KNOWN_NFACCT_COUNTERS;
-  const nfacct = (counters ?? []).filter((c) => known.includes(c));
+  const { counters, nfacct } = await ensureNfacctCounters(runner, log);
 
   const liberal = await readSysctl(runner, TCP_BE_LIBERAL);
   const tcpBeLiberal = liberal !== undefined && /^[1-9]\d*$/.test(liberal);

@@ -2,7 +2,7 @@
  * Host probing and sysctl access over recorded tool outputs (no root needed).
  */
 import { describe, expect, it } from 'vitest';
-import { RecordingRunner } from '../../src/kernel/exec.js';
+import { type CommandRunner, RecordingRunner } from '../../src/kernel/exec.js';
 import { parseIpAddrJson, probeHostFacts } from '../../src/kernel/host-probe.js';
 import { ensureSysctl, readSysctl, writeSysctl } from '../../src/kernel/sysctl.js';
 import { silentLogger } from './cluster-sim.js';
@@ -76,6 +76,37 @@ describe('probeHostFacts', () => {
       iptables: { randomFully: true, nfacct: ['ct_state_invalid_dropped_pkts'] },
       conntrack: { tcpBeLiberal: true },
     });
+  });
+
+  it("creates kube-proxy's missing nfacct counters and counts into those that then exist", async () => {
+    // A tiny stateful nfacct: `list` shows what exists, `add` creates.
+    const existing = new Set(['ct_state_invalid_dropped_pkts']);
+    const added: string[] = [];
+    const machine = new RecordingRunner().on('ip -j addr show', { stdout: '[]' });
+    const runner: CommandRunner = {
+      run: async (cmd, args, opts) => {
+        if (cmd !== 'nfacct') return machine.run(cmd, args, opts);
+        if (args[0] === 'add') {
+          added.push(args[1]!);
+          existing.add(args[1]!);
+          return { stdout: '', stderr: '', exitCode: 0 };
+        }
+        const listing = [...existing].map(
+          (n) => `{ pkts = 00000000000000000000, bytes = 00000000000000000000 } = ${n};\n`,
+        );
+        return { stdout: listing.join(''), stderr: '', exitCode: 0 };
+      },
+    };
+    const facts = await probeHostFacts({
+      runner,
+      version: { major: 1, minor: 8, patch: 9, mode: 'nf_tables' },
+      log: silentLogger(),
+    });
+    expect(added).toEqual(['localhost_nps_accepted_pkts']);
+    expect([...facts.iptables.nfacct].sort()).toEqual([
+      'ct_state_invalid_dropped_pkts',
+      'localhost_nps_accepted_pkts',
+    ]);
   });
 
   it('assumes no counters and a strict conntrack when it cannot tell', async () => {
