@@ -18,12 +18,11 @@ import type { SyncObserver, SyncReport } from '../sync/backend.js';
 import {
   type BindAddress,
   closeServer,
-  formatAddress,
-  listen,
   notFound,
   parseBindAddress,
   requestPath,
   respond,
+  startListening,
 } from './http.js';
 import { familyOutcomes } from './sync-outcome.js';
 
@@ -265,19 +264,8 @@ export class ProxyHealthServer {
   }
 
   /** Starts listening; rejects (naming the address) when the address cannot be bound. */
-  async start(): Promise<AddressInfo> {
-    try {
-      const bound = await listen(this.server, this.address);
-      this.opts.log.info({ address: formatAddress(bound) }, 'healthz server listening');
-      return bound;
-    } catch (err) {
-      throw new Error(
-        `failed to start proxy healthz on ${formatAddress(this.address)}: ${(err as Error).message}`,
-        {
-          cause: err,
-        },
-      );
-    }
+  start(): Promise<AddressInfo> {
+    return startListening(this.server, this.address, 'healthz', this.opts.log);
   }
 
   close(): Promise<void> {

@@ -3,9 +3,11 @@
  * `host:port` bind addresses, listening the way Go does, fixed-body responses, and closing without
  * leaving sockets behind.
  */
+
 import type { IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { InputError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { parseIP } from '../model/ip.js';
 
 export interface BindAddress {
@@ -71,6 +73,30 @@ export function listen(server: Server, address: BindAddress): Promise<AddressInf
       isWildcardHost(address.host) ? { port: address.port } : { host: address.host, port: address.port },
     );
   });
+}
+
+/**
+ * Listens and logs `<what> server listening` with the bound address; rejects with an error
+ * that names the server and the address it could not bind.
+ */
+export async function startListening(
+  server: Server,
+  address: BindAddress,
+  what: string,
+  log: Logger,
+): Promise<AddressInfo> {
+  try {
+    const bound = await listen(server, address);
+    log.info({ address: formatAddress(bound) }, `${what} server listening`);
+    return bound;
+  } catch (err) {
+    throw new Error(
+      `failed to start the ${what} server on ${formatAddress(address)}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
 }
 
 /** Stops accepting, drops every connection (idle keep-alives included) and resolves once closed. */

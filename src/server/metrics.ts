@@ -18,13 +18,12 @@ import type { NowClock, ProbeCounters } from './health.js';
 import {
   type BindAddress,
   closeServer,
-  formatAddress,
   hasQueryParameter,
-  listen,
   notFound,
   parseBindAddress,
   requestPath,
   respond,
+  startListening,
 } from './http.js';
 import { familyOutcomes, syncEndMs } from './sync-outcome.js';
 
@@ -325,19 +324,8 @@ export class MetricsServer {
   }
 
   /** Starts listening; rejects (naming the address) when the address cannot be bound. */
-  async start(): Promise<AddressInfo> {
-    try {
-      const bound = await listen(this.server, this.address);
-      this.opts.log.info({ address: formatAddress(bound) }, 'metrics server listening');
-      return bound;
-    } catch (err) {
-      throw new Error(
-        `starting metrics server failed on ${formatAddress(this.address)}: ${(err as Error).message}`,
-        {
-          cause: err,
-        },
-      );
-    }
+  start(): Promise<AddressInfo> {
+    return startListening(this.server, this.address, 'metrics', this.opts.log);
   }
 
   close(): Promise<void> {

@@ -286,7 +286,7 @@ describe('ProxyHealthServer lifecycle', () => {
     const first = new ProxyHealthServer(state, { address: '127.0.0.1:0', log: memoryLogger().log });
     const { port } = await first.start();
     const second = new ProxyHealthServer(state, { address: `127.0.0.1:${port}`, log: memoryLogger().log });
-    await expect(second.start()).rejects.toThrow(`failed to start proxy healthz on 127.0.0.1:${port}: `);
+    await expect(second.start()).rejects.toThrow(`failed to start the healthz server on 127.0.0.1:${port}: `);
     await second.close();
     await first.close();
   });
