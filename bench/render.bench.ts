@@ -1,90 +1,275 @@
 /**
- * `npm run bench`: render benchmarks on synthetic clusters.
+ * `npm run bench`: render and kernel apply benchmarks on synthetic clusters.
  *
- * Without arguments it runs every scenario in a fresh child process
+ * Without a child flag it runs every scenario's render benchmark in a fresh child process
  * (`node --import tsx bench/render.bench.ts --scenario 10000x10`), so each one's peak RSS
- * is its own, then prints a table, the targets and one JSON line per scenario. With
- * `--scenario NAME` it is that child: it runs one scenario and prints `RESULT <json>`.
- * `--compiled` runs the children on tsc output instead of tsx (see compile.ts).
- * Exits non-zero when a partial render does not write exactly what it should.
+ * is its own, then, per iptables backend, the kernel apply benchmark in another child
+ * (`--kernel-scenario 10000x10 --backend nft`, see kernel-scenario.ts); then it prints
+ * the tables, the targets and one JSON line per scenario and backend. A child prints
+ * `RESULT <json>` (a kernel child after each phase, so a time-boxed run keeps its figures).
+ *
+ * Options: `--scenarios 1000x10,10000x10`; `--compiled` runs the children on tsc output
+ * instead of tsx (see compile.ts); `--no-kernel` skips the kernel part (skipped anyway,
+ * with the reason, without root or `ip netns`); `--backends nft,legacy`;
+ * `--kernel-time-box <seconds>` (default 600) stops one kernel child that takes longer.
+ * Exits non-zero when a partial render or a partial apply does not write exactly what it
+ * should, or a child fails.
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { Backend } from '../src/kernel/backend.js';
 import { compileBench } from './compile.js';
-import { checkTargets, jsonLine, resultsTable, targetLines } from './report.js';
+import { type KernelResult, notMeasured, runKernelScenario } from './kernel-scenario.js';
+import { backendUnavailableReason, kernelUnavailableReason, sweepNamespaces } from './netns.js';
+import {
+  checkKernelTargets,
+  checkTargets,
+  jsonLines,
+  kernelReportLines,
+  kernelTable,
+  resultsTable,
+  targetLines,
+} from './report.js';
 import { runScenario, type ScenarioResult } from './scenario.js';
 import { DEFAULT_NODES, DEFAULT_SEED } from './synthetic-cluster.js';
 
 const DEFAULT_SCENARIOS = ['1000x10', '10000x10'];
+const ALL_BACKENDS: readonly Backend[] = ['nft', 'legacy'];
+const DEFAULT_TIME_BOX_S = 600;
 const RESULT_PREFIX = 'RESULT ';
+const SHAPE = { nodes: DEFAULT_NODES, seed: DEFAULT_SEED };
 const thisFile = fileURLToPath(import.meta.url);
 const repoRoot = resolve(dirname(thisFile), '..');
 
 /** How a child is started: the TypeScript source through tsx, or a compiled entry point. */
 type ChildCommand = readonly string[];
 
-function runChild(command: ChildCommand, scenario: string): ScenarioResult | null {
-  process.stderr.write(`running ${scenario} ...\n`);
-  const child = spawnSync(process.execPath, [...command, '--scenario', scenario], {
+interface ChildRun<T> {
+  /** the last RESULT the child printed */
+  result: T | null;
+  ok: boolean;
+  timedOut: boolean;
+  /** ended by ctrl-C or a kill from outside (the whole run stops then) */
+  interrupted: boolean;
+  pid: number | undefined;
+  describe: string;
+}
+
+/**
+ * Runs a child to its end (or its time box: SIGTERM, on which it deletes its namespaces).
+ * `liveStderr` shows a kernel child's progress as it goes.
+ */
+function runChild<T>(
+  command: ChildCommand,
+  args: string[],
+  options: { timeoutMs?: number; liveStderr?: boolean } = {},
+): ChildRun<T> {
+  const child = spawnSync(process.execPath, [...command, ...args], {
     cwd: repoRoot,
     encoding: 'utf8',
     maxBuffer: 64 * 1024 * 1024,
+    stdio: ['ignore', 'pipe', options.liveStderr ? 'inherit' : 'pipe'],
+    killSignal: 'SIGTERM',
+    ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
   });
-  const line = child.stdout?.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
-  if (!line) {
-    process.stderr.write(child.stderr ?? '');
-    console.log(
-      `FAIL ${scenario}: the child process produced no result (exit ${child.status ?? child.signal})`,
-    );
-    return null;
-  }
-  return JSON.parse(line.slice(RESULT_PREFIX.length)) as ScenarioResult;
+  const lines = (child.stdout ?? '').split('\n').filter((l) => l.startsWith(RESULT_PREFIX));
+  const last = lines.at(-1);
+  const timedOut = (child.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT';
+  if (!last && !options.liveStderr) process.stderr.write(child.stderr ?? '');
+  // A kernel child catches the signal to delete its namespaces, then exits 128 + signal number.
+  const signalled = child.signal !== null || [129, 130, 143].includes(child.status ?? 0);
+  return {
+    result: last ? (JSON.parse(last.slice(RESULT_PREFIX.length)) as T) : null,
+    ok: child.status === 0,
+    timedOut,
+    interrupted: signalled && !timedOut,
+    pid: child.pid,
+    describe: child.error && !timedOut ? child.error.message : `exit ${child.status ?? child.signal}`,
+  };
 }
 
-function runAll(scenarios: readonly string[], compiled: boolean): number {
-  const command = compiled ? [compileBench(repoRoot, thisFile)] : ['--import', 'tsx', thisFile];
-  console.log(
-    `runtime: ${compiled ? 'tsc output (--compiled)' : 'tsx (esbuild keepNames wrappers included; --compiled for tsc output)'}, node ${process.version}`,
-  );
-  const results: ScenarioResult[] = [];
-  let failed = false;
-  for (const scenario of scenarios) {
-    const result = runChild(command, scenario);
-    if (!result) failed = true;
-    else results.push(result);
+interface KernelPlan {
+  backends: Backend[];
+  /** printed when the kernel part, or a backend of it, is left out */
+  notes: string[];
+}
+
+function kernelPlan(noKernel: boolean, backends: Backend[]): KernelPlan {
+  if (noKernel) return { backends: [], notes: ['kernel apply benchmark skipped: --no-kernel'] };
+  const reason = kernelUnavailableReason();
+  if (reason) return { backends: [], notes: [`kernel apply benchmark skipped: ${reason}`] };
+  const notes: string[] = [];
+  const usable = backends.filter((b) => {
+    const why = backendUnavailableReason(b);
+    if (why) notes.push(`kernel apply benchmark skipped for ${b}: ${why}`);
+    return !why;
+  });
+  const swept = sweepNamespaces();
+  if (swept.length > 0) notes.push(`deleted namespaces left by earlier benchmark runs: ${swept.join(' ')}`);
+  return { backends: usable, notes };
+}
+
+function runKernelChild(
+  command: ChildCommand,
+  scenario: string,
+  backend: Backend,
+  timeBoxS: number,
+  messages: string[],
+): { result: KernelResult | null; failed: boolean; interrupted: boolean } {
+  process.stderr.write(`kernel ${scenario} ${backend} ...\n`);
+  const run = runChild<KernelResult>(command, ['--kernel-scenario', scenario, '--backend', backend], {
+    timeoutMs: timeBoxS * 1000,
+    liveStderr: true,
+  });
+  // A child killed hard cannot clean up after itself.
+  const leftovers = run.pid === undefined ? [] : sweepNamespaces(run.pid);
+  if (leftovers.length > 0) messages.push(`deleted namespaces the child left: ${leftovers.join(' ')}`);
+  if (run.timedOut) {
+    messages.push(
+      `TIME BOX ${scenario} ${backend}: stopped after ${timeBoxS} s (--kernel-time-box <seconds> changes it); ` +
+        'figures measured before are kept, the rest shows as -',
+    );
+    const result = run.result ?? notMeasured(scenario, backend, 'not reached (time box)');
+    return { result, failed: false, interrupted: false };
   }
-  if (results.length > 0) {
-    console.log(resultsTable(results));
-    console.log('');
-    for (const line of targetLines(checkTargets(results))) console.log(line);
+  if (!run.result && !run.interrupted) {
+    messages.push(`FAIL ${scenario} ${backend}: the kernel child produced no result (${run.describe})`);
+  }
+  return { result: run.result, failed: !run.ok, interrupted: run.interrupted };
+}
+
+function parseBackend(name: string, option: string): Backend {
+  if (!(ALL_BACKENDS as readonly string[]).includes(name)) {
+    throw new Error(`${option}: unknown backend ${JSON.stringify(name)} (known: ${ALL_BACKENDS.join(', ')})`);
+  }
+  return name as Backend;
+}
+
+function parseTimeBox(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_TIME_BOX_S;
+  const s = Number(text);
+  if (!Number.isFinite(s) || s <= 0) throw new Error(`--kernel-time-box: expected seconds > 0, got ${text}`);
+  return s;
+}
+
+interface RunAllOptions {
+  scenarios: readonly string[];
+  compiled: boolean;
+  noKernel: boolean;
+  backends: Backend[];
+  timeBoxS: number;
+}
+
+interface Collected {
+  results: ScenarioResult[];
+  kernel: KernelResult[];
+  /** printed after the figures: time boxes, child failures */
+  messages: string[];
+  failed: boolean;
+  interrupted: boolean;
+}
+
+function runChildren(o: RunAllOptions, command: ChildCommand, backends: readonly Backend[]): Collected {
+  const c: Collected = { results: [], kernel: [], messages: [], failed: false, interrupted: false };
+  for (const scenario of o.scenarios) {
+    process.stderr.write(`running ${scenario} ...\n`);
+    const render = runChild<ScenarioResult>(command, ['--scenario', scenario]);
+    c.interrupted = render.interrupted;
+    if (render.result) c.results.push(render.result);
+    else if (!render.interrupted) {
+      c.failed = true;
+      c.messages.push(`FAIL ${scenario}: the child process produced no result (${render.describe})`);
+    }
+    for (const backend of c.interrupted ? [] : backends) {
+      const k = runKernelChild(command, scenario, backend, o.timeBoxS, c.messages);
+      if (k.result) c.kernel.push(k.result);
+      c.failed ||= k.failed;
+      c.interrupted = k.interrupted;
+      if (c.interrupted) break;
+    }
+    if (c.interrupted) break;
+  }
+  return c;
+}
+
+function printReport(c: Collected, notes: readonly string[]): void {
+  if (c.results.length > 0) {
+    console.log(resultsTable(c.results));
     console.log('');
   }
-  for (const r of results) {
+  for (const note of notes) console.log(note);
+  if (c.kernel.length > 0) {
+    console.log(kernelTable(c.kernel));
+    console.log('');
+  }
+  const checks = [...checkTargets(c.results), ...checkKernelTargets(c.kernel)];
+  for (const line of targetLines(checks)) console.log(line);
+  for (const line of kernelReportLines(c.kernel)) console.log(line);
+  console.log('');
+  for (const r of c.results) {
     if (r.failures.length === 0) {
       console.log(
         `verified ${r.scenario}: partial renders write exactly the expected chains; kernel model matches a full render`,
       );
     }
     for (const f of r.failures) console.log(`FAIL ${r.scenario}: ${f}`);
-    if (r.failures.length > 0) failed = true;
   }
-  for (const r of results) console.log(jsonLine(r));
-  return failed ? 1 : 0;
+  for (const k of c.kernel) for (const f of k.failures) console.log(`FAIL ${k.scenario} ${k.backend}: ${f}`);
+  for (const m of c.messages) console.log(m);
+  for (const r of c.results) for (const line of jsonLines(r, c.kernel)) console.log(line);
 }
 
-function main(): number {
+function runAll(o: RunAllOptions): number {
+  const command = o.compiled ? [compileBench(repoRoot, thisFile)] : ['--import', 'tsx', thisFile];
+  console.log(
+    `runtime: ${o.compiled ? 'tsc output (--compiled)' : 'tsx (esbuild keepNames wrappers included; --compiled for tsc output)'}, node ${process.version}`,
+  );
+  const plan = kernelPlan(o.noKernel, o.backends);
+  const c = runChildren(o, command, plan.backends);
+  printReport(c, plan.notes);
+  if (c.interrupted) {
+    console.log('INTERRUPTED: the run was stopped; the figures above are incomplete');
+    return 130;
+  }
+  const failures = [...c.results, ...c.kernel].some((r) => r.failures.length > 0);
+  return c.failed || failures ? 1 : 0;
+}
+
+async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { scenario: { type: 'string' }, scenarios: { type: 'string' }, compiled: { type: 'boolean' } },
+    options: {
+      scenario: { type: 'string' },
+      'kernel-scenario': { type: 'string' },
+      backend: { type: 'string' },
+      scenarios: { type: 'string' },
+      compiled: { type: 'boolean' },
+      'no-kernel': { type: 'boolean' },
+      backends: { type: 'string' },
+      'kernel-time-box': { type: 'string' },
+    },
     strict: true,
   });
   if (values.scenario !== undefined) {
-    const result = runScenario(values.scenario, { nodes: DEFAULT_NODES, seed: DEFAULT_SEED });
+    const result = runScenario(values.scenario, SHAPE);
     console.log(RESULT_PREFIX + JSON.stringify(result));
     return result.failures.length > 0 ? 1 : 0;
   }
-  return runAll(values.scenarios ? values.scenarios.split(',') : DEFAULT_SCENARIOS, values.compiled === true);
+  if (values['kernel-scenario'] !== undefined) {
+    const backend = parseBackend(values.backend ?? '', '--backend');
+    const result = await runKernelScenario(values['kernel-scenario'], backend, SHAPE, (r) =>
+      console.log(RESULT_PREFIX + JSON.stringify(r)),
+    );
+    return result.failures.length > 0 ? 1 : 0;
+  }
+  return runAll({
+    scenarios: values.scenarios ? values.scenarios.split(',') : DEFAULT_SCENARIOS,
+    compiled: values.compiled === true,
+    noKernel: values['no-kernel'] === true,
+    backends: (values.backends?.split(',') ?? ALL_BACKENDS).map((b) => parseBackend(b.trim(), '--backends')),
+    timeBoxS: parseTimeBox(values['kernel-time-box']),
+  });
 }
 
-process.exitCode = main();
+process.exitCode = await main();

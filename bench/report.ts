@@ -1,14 +1,19 @@
 /**
- * Benchmark results as text: a table for people, the targets with met/MISSED, and one
- * JSON line per scenario for machines (stable keys, rounded figures).
+ * Benchmark results as text: tables for people, the targets with met/MISSED, and one
+ * JSON line per scenario and iptables backend for machines (stable keys, rounded figures).
  */
-import type { ScenarioResult, SyncTimes } from './scenario.js';
+import type { Backend } from '../src/kernel/backend.js';
+import type { KernelResult } from './kernel-scenario.js';
+import { type ScenarioResult, type SyncTimes, TIMED_RUNS } from './scenario.js';
 import { round } from './stats.js';
 
 export const TARGETS = {
   fullMs: 1000,
   partialShareOfFull: 0.02,
   rssMiB: 256,
+  /** kernel apply with iptables-nft, end to end; legacy figures are reported without a target */
+  nftApplyFullMs: 15_000,
+  nftApplyPartialMs: 50,
 };
 
 export interface TargetCheck {
@@ -116,19 +121,120 @@ export function checkTargets(results: readonly ScenarioResult[]): TargetCheck[] 
   });
 }
 
+const kernelMs = (v: number | undefined) => (v === undefined ? '-' : String(Math.round(v)));
+
+export function kernelTable(results: readonly KernelResult[]): string {
+  const main = table(
+    [
+      'scenario',
+      'backend',
+      'svc ports',
+      'cold start ms',
+      'restores',
+      'restore ms',
+      'lines',
+      'partial ms',
+      'min-max',
+      'restore ms',
+      'lines',
+      '1-rule restore',
+      'load avg',
+    ],
+    results.map((r) => [
+      r.scenario,
+      r.backend,
+      String(r.servicePorts),
+      kernelMs(r.full?.ms),
+      r.full ? String(r.full.restores) : '-',
+      kernelMs(r.full?.restoreMs),
+      r.full ? String(r.full.restoreLines) : '-',
+      r.partial ? ms(r.partial.ms) : '-',
+      r.partial ? `${ms(r.partial.minMs)}-${ms(r.partial.maxMs)}` : '-',
+      r.partial ? ms(r.partial.restoreMs) : '-',
+      r.partial ? String(r.partial.restoreLines) : '-',
+      r.oneRuleRestoreMs === null ? '-' : ms(r.oneRuleRestoreMs),
+      r.loadAverage.map((l) => l.toFixed(2)).join(' -> '),
+    ]),
+  );
+  return [
+    'kernel apply: IptablesBackend into a fresh network namespace, wall-clock ms, end to end.',
+    'cold start = the first full sync (jump rules, canaries, iptables-save, render, every restore);',
+    `partial = sync after one endpoint change (render + restore; snapshot build not included), median of ${TIMED_RUNS} changes on different services;`,
+    'restore ms = the iptables-restore processes alone (started through `ip netns exec`, ~2 ms each);',
+    '1-rule restore = a restore of one new chain with one rule into the same tables: the floor under any partial sync',
+    main,
+    ...results.map((r) => `  ${r.scenario} ${r.backend}: kernel state check: ${r.verification}`),
+  ].join('\n');
+}
+
+function kernelCheck(what: string, value: number | undefined, limit: number): Omit<TargetCheck, 'scenario'> {
+  return {
+    what: `${what} <= ${limit} ms`,
+    figure: value === undefined ? 'not measured' : `${ms(value)} ms`,
+    met: value !== undefined && value <= limit,
+  };
+}
+
+/** nft has targets; legacy figures are only reported (it rewrites the whole table on every restore). */
+export function checkKernelTargets(results: readonly KernelResult[]): TargetCheck[] {
+  return results
+    .filter((r) => r.backend === 'nft')
+    .flatMap((r) => [
+      { scenario: `${r.scenario} nft`, ...kernelCheck('cold start', r.full?.ms, TARGETS.nftApplyFullMs) },
+      {
+        scenario: `${r.scenario} nft`,
+        ...kernelCheck('one-endpoint change', r.partial?.ms, TARGETS.nftApplyPartialMs),
+      },
+    ]);
+}
+
+export function kernelReportLines(results: readonly KernelResult[]): string[] {
+  return results
+    .filter((r) => r.backend !== 'nft')
+    .map(
+      (r) =>
+        `report ${r.scenario} ${r.backend}: cold start ${kernelMs(r.full?.ms)} ms, one-endpoint change ` +
+        `${r.partial ? ms(r.partial.ms) : '-'} ms (no target: legacy rewrites the whole table on every restore)`,
+    );
+}
+
 export function targetLines(checks: readonly TargetCheck[]): string[] {
   return checks.map((c) => `target ${c.scenario}: ${c.what}: ${c.figure}: ${c.met ? 'met' : 'MISSED'}`);
 }
 
-export function jsonLine(r: ScenarioResult): string {
-  return JSON.stringify({
-    scenario: r.scenario,
-    services: r.services,
-    endpoints: r.endpoints,
-    renderFullMs: round(r.full.totalMs, 1),
-    renderPartialMs: round(r.partial.totalMs, 1),
-    restoreLinesFull: r.restoreLinesFull,
-    restoreLinesPartial: r.restoreLinesPartial,
-    rssMiB: round(r.rssMiB, 0),
-  });
+interface ApplyFields {
+  backend: Backend | null;
+  applyFullMs: number | null;
+  applyPartialMs: number | null;
+}
+
+/**
+ * One line per backend measured for the scenario (the render fields repeated on each),
+ * or one line with a null backend when the kernel part did not run.
+ */
+export function jsonLines(r: ScenarioResult, kernel: readonly KernelResult[]): string[] {
+  const mine = kernel.filter((k) => k.scenario === r.scenario);
+  const applies: ApplyFields[] =
+    mine.length > 0
+      ? mine.map((k) => ({
+          backend: k.backend,
+          applyFullMs: k.full ? round(k.full.ms, 0) : null,
+          applyPartialMs: k.partial ? round(k.partial.ms, 1) : null,
+        }))
+      : [{ backend: null, applyFullMs: null, applyPartialMs: null }];
+  return applies.map((a) =>
+    JSON.stringify({
+      scenario: r.scenario,
+      backend: a.backend,
+      services: r.services,
+      endpoints: r.endpoints,
+      renderFullMs: round(r.full.totalMs, 1),
+      renderPartialMs: round(r.partial.totalMs, 1),
+      restoreLinesFull: r.restoreLinesFull,
+      restoreLinesPartial: r.restoreLinesPartial,
+      rssMiB: round(r.rssMiB, 0),
+      applyFullMs: a.applyFullMs,
+      applyPartialMs: a.applyPartialMs,
+    }),
+  );
 }

@@ -6,7 +6,6 @@
  */
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { V1EndpointSlice } from '@kubernetes/client-node';
 import { buildRenderContext, type RenderContext } from '../src/backends/iptables/context.js';
 import {
   FULL_SYNC,
@@ -15,25 +14,14 @@ import {
   type SyncScope,
 } from '../src/backends/iptables/render.js';
 import { formatRestore } from '../src/backends/iptables/restore-text.js';
-import { formatProblem } from '../src/errors.js';
-import type { TopologyOptions } from '../src/model/categorize.js';
-import { nodeInfoFrom, SnapshotBuilder } from '../src/model/snapshot.js';
-import { ObjectStore } from '../src/model/store.js';
-import type { NodeInfo, Snapshot } from '../src/model/types.js';
-import { iptablesOptions, resolveNodeName, topologyOptions } from '../src/sync/wiring.js';
-import { firstReadyEndpoint, replaceEndpointIP } from './endpoint-change.js';
+import { SnapshotBuilder } from '../src/model/snapshot.js';
+import type { Snapshot } from '../src/model/types.js';
+import { iptablesOptions } from '../src/sync/wiring.js';
 import { applyRestore, diffKernels, type KernelTables } from './kernel-model.js';
 import { median } from './stats.js';
-import {
-  type ClusterMix,
-  type ClusterShape,
-  clusterEvents,
-  podIP,
-  type SyntheticCluster,
-  syntheticCluster,
-} from './synthetic-cluster.js';
-import { syntheticConfig, syntheticHost } from './synthetic-config.js';
+import type { ClusterMix, ClusterShape } from './synthetic-cluster.js';
 import { checkPartialRender } from './verify-partial.js';
+import { buildWorld, changeOneEndpoint, pickChangeTargets, type World } from './world.js';
 
 export const TIMED_RUNS = 5;
 
@@ -70,15 +58,6 @@ export interface ScenarioResult {
   /** 1-minute load averages at the start and the end: figures from a busy machine are not comparable */
   loadAverage: [start: number, end: number];
   failures: string[];
-}
-
-export function parseScenarioName(name: string): { services: number; endpointsPerService: number } {
-  const m = /^(\d+)x(\d+)$/.exec(name);
-  if (!m)
-    throw new Error(
-      `scenario ${JSON.stringify(name)}: expected <services>x<endpoints per service>, e.g. 10000x10`,
-    );
-  return { services: Number(m[1]), endpointsPerService: Number(m[2]) };
 }
 
 interface Timed {
@@ -121,50 +100,15 @@ function medianTimes(list: readonly SyncTimes[]): SyncTimes {
   };
 }
 
-/**
- * Services whose endpoint changes: spread over the key space, and covering a two-port
- * service (two stale SEP chains), an eTP=Local load balancer and a ClientIP-affinity one.
- */
-export function pickChangeTargets(cluster: SyntheticCluster, count: number): number[] {
-  const n = cluster.services.length;
-  const wanted: ((i: number) => boolean)[] = [
-    (i) => (cluster.services[i]!.spec?.ports?.length ?? 0) > 1,
-    (i) => cluster.services[i]!.spec?.externalTrafficPolicy === 'Local',
-    (i) => cluster.services[i]!.spec?.sessionAffinity === 'ClientIP',
-  ];
-  const picked: number[] = [];
-  for (let k = 0; k < count; k++) {
-    const start = Math.floor(((k + 0.5) * n) / count);
-    const predicate = wanted[k - 1] ?? (() => true);
-    let index = start;
-    for (let step = 0; step < n; step++) {
-      const i = (start + step) % n;
-      if (predicate(i) && !picked.includes(i)) {
-        index = i;
-        break;
-      }
-    }
-    if (!picked.includes(index)) picked.push(index);
-  }
-  return picked;
-}
-
-function nodeIndexOf(slice: V1EndpointSlice, index: number): number {
-  const name = slice.endpoints[index]?.nodeName ?? 'node-001';
-  return Number(name.slice('node-'.length)) - 1;
-}
-
 interface Env {
-  store: ObjectStore;
-  node: NodeInfo;
+  world: World;
   ctx: RenderContext;
-  topology: TopologyOptions;
 }
 
 function measureFull(env: Env): { times: SyncTimes; restoreLines: number } {
   const run = () =>
     timedSync(
-      () => new SnapshotBuilder('IPv4', env.topology).build(env.store, env.node),
+      () => new SnapshotBuilder('IPv4', env.world.topology).build(env.world.store, env.world.node),
       (s) => new IptablesRenderer().render(s, env.ctx, FULL_SYNC),
     );
   run(); // warm-up
@@ -181,43 +125,31 @@ function measureFull(env: Env): { times: SyncTimes; restoreLines: number } {
 
 function measurePartial(
   env: Env,
-  cluster: SyntheticCluster,
   failures: string[],
 ): { times: SyncTimes; restoreLines: number; kernel: KernelTables } {
-  const builder = new SnapshotBuilder('IPv4', env.topology);
+  const { world } = env;
+  const builder = new SnapshotBuilder('IPv4', world.topology);
   const renderer = new IptablesRenderer();
-  let previous = renderer.render(builder.build(env.store, env.node), env.ctx, FULL_SYNC);
+  let previous = renderer.render(builder.build(world.store, world.node), env.ctx, FULL_SYNC);
   const kernel: KernelTables = new Map();
   applyRestore(kernel, [previous.filter, previous.nat]);
 
-  let rv = cluster.lastResourceVersion;
   const times: SyncTimes[] = [];
   const lines: number[] = [];
   // The first change is a warm-up of the partial path; the next TIMED_RUNS are measured.
-  pickChangeTargets(cluster, TIMED_RUNS + 1).forEach((i, k) => {
-    const svc = cluster.services[i]!;
-    const serviceKey = `${svc.metadata!.namespace}/${svc.metadata!.name}`;
-    const slice = cluster.slices[i]!;
-    const index = firstReadyEndpoint(slice);
-    // A new pod on the same node, from an address range the generator never uses.
-    const change = replaceEndpointIP(slice, index, podIP(nodeIndexOf(slice, index), 200 * 256 + k), ++rv);
-    cluster.slices[i] = change.slice;
-    const applied = env.store.apply({ type: 'update', kind: 'EndpointSlice', object: change.slice });
-    if (applied.changedServices.join() !== serviceKey) {
-      failures.push(
-        `${serviceKey}: store.apply reported changed services [${applied.changedServices.join(', ')}]`,
-      );
-    }
+  pickChangeTargets(world.cluster, TIMED_RUNS + 1).forEach((i, k) => {
+    const change = changeOneEndpoint(world, i, k);
+    if (change.problem) failures.push(change.problem);
     const scope: SyncScope = {
       full: false,
-      changedServices: new Set([serviceKey]),
+      changedServices: new Set([change.serviceKey]),
       existingChains: previous.activeChains,
     };
     const run = timedSync(
-      () => builder.build(env.store, env.node),
+      () => builder.build(world.store, world.node),
       (s) => renderer.render(s, env.ctx, scope),
     );
-    failures.push(...checkPartialRender(run.render, run.snapshot, { serviceKey, ...change }));
+    failures.push(...checkPartialRender(run.render, run.snapshot, change));
     applyRestore(kernel, [run.render.filter, run.render.nat]);
     previous = run.render;
     if (k > 0) {
@@ -225,7 +157,6 @@ function measurePartial(
       lines.push(run.render.stats.restoreLines);
     }
   });
-  cluster.lastResourceVersion = rv;
   return { times: medianTimes(times), restoreLines: median(lines), kernel };
 }
 
@@ -233,40 +164,23 @@ export function runScenario(
   name: string,
   shape: Omit<ClusterShape, 'services' | 'endpointsPerService'>,
 ): ScenarioResult {
-  const { services, endpointsPerService } = parseScenarioName(name);
-  const failures: string[] = [];
   const rssStartMiB = process.memoryUsage().rss / 2 ** 20;
   const loadStart = loadavg()[0]!;
-
-  const g0 = performance.now();
-  const cluster = syntheticCluster({ ...shape, services, endpointsPerService });
-  const events = clusterEvents(cluster);
-  const generateMs = performance.now() - g0;
-
-  const config = syntheticConfig(cluster);
-  const host = syntheticHost(cluster);
-  const nodeName = resolveNodeName(config, host);
-  const s0 = performance.now();
-  const store = new ObjectStore(nodeName);
-  for (const event of events) store.apply(event);
-  const storeBuildMs = performance.now() - s0;
-  failures.push(...store.currentProblems().map((p) => `store: ${formatProblem(p)}`));
-
-  const node = nodeInfoFrom(nodeName, store.node, { nodeIPs: host.nodeIPs });
+  const world = buildWorld(name, shape);
+  const failures = [...world.problems];
+  const { store, node } = world;
   const env: Env = {
-    store,
-    node,
-    ctx: buildRenderContext(iptablesOptions(config, host), 'IPv4', node),
-    topology: topologyOptions(config),
+    world,
+    ctx: buildRenderContext(iptablesOptions(world.config, world.host), 'IPv4', node),
   };
 
   const full = measureFull(env);
-  const partial = measurePartial(env, cluster, failures);
+  const partial = measurePartial(env, failures);
   const rssMiB = process.resourceUsage().maxRSS / 1024;
 
   // After the partial syncs the kernel must hold exactly what a full sync of the final state writes.
   const fresh = new IptablesRenderer().render(
-    new SnapshotBuilder('IPv4', env.topology).build(store, node),
+    new SnapshotBuilder('IPv4', world.topology).build(store, node),
     env.ctx,
   );
   const expected: KernelTables = new Map();
@@ -275,12 +189,12 @@ export function runScenario(
 
   return {
     scenario: name,
-    services,
-    endpoints: cluster.mix.endpoints,
+    services: world.cluster.services.length,
+    endpoints: world.cluster.mix.endpoints,
     servicePorts: fresh.stats.servicePorts,
-    mix: cluster.mix,
-    generateMs,
-    storeBuildMs,
+    mix: world.cluster.mix,
+    generateMs: world.generateMs,
+    storeBuildMs: world.storeBuildMs,
     full: full.times,
     partial: partial.times,
     restoreLinesFull: full.restoreLines,
