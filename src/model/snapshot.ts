@@ -79,21 +79,26 @@ export class SnapshotBuilder {
       this.cache.clear();
       this.topologyKey = topologyKey;
     }
-    const next = new Map<string, CachedService>();
     const servicePorts: ServicePortState[] = [];
     let totalEndpoints = 0;
-    for (const key of store.serviceKeys()) {
+    const keys = store.serviceKeys();
+    for (const key of keys) {
       const version = store.version(key);
       let entry = this.cache.get(key);
-      if (!entry || entry.version !== version)
+      if (!entry || entry.version !== version) {
         entry = { version, ports: this.buildService(store, key, node) };
-      next.set(key, entry);
+        this.cache.set(key, entry);
+      }
       for (const sp of entry.ports) {
         servicePorts.push(sp);
         totalEndpoints += sp.endpoints.length;
       }
     }
-    this.cache = next;
+    // Every current service is cached now, so more entries means some services are gone.
+    if (this.cache.size > keys.length) {
+      const current = new Set(keys);
+      for (const key of this.cache.keys()) if (!current.has(key)) this.cache.delete(key);
+    }
     return { family: this.family, node, servicePorts, totalEndpoints };
   }
 

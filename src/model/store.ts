@@ -7,6 +7,7 @@
  * last successful sync to know which services a partial sync must rewrite.
  */
 
+import { hash } from 'node:crypto';
 import type { ObjectProblem } from '../errors.js';
 import { getOrCreate } from './collections.js';
 import { type ParsedSlice, parseEndpointSlice } from './endpoint-slice.js';
@@ -53,10 +54,13 @@ function metaOf(o: unknown): { namespace: string; name: string; resourceVersion?
   };
 }
 
-/** Identity of an object's content: the API's resourceVersion, else (manifests) the object itself. */
+/**
+ * Identity of an object's content: the API's resourceVersion, else (manifests) a digest of
+ * the object. A digest, not the JSON text: keeping every object's text doubled the store.
+ */
 function fingerprintOf(o: unknown): string {
   const rv = metaOf(o)?.resourceVersion;
-  return rv !== undefined ? `rv:${rv}` : `json:${JSON.stringify(o)}`;
+  return rv !== undefined ? `rv:${rv}` : `sha1:${hash('sha1', JSON.stringify(o), 'base64')}`;
 }
 
 function hasProxyNameLabel(o: unknown): boolean {

@@ -283,4 +283,68 @@ describe('IptablesRenderer with its identity cache', () => {
       { numRuns: 150 },
     );
   });
+
+  it('partial syncs continuing from the previous render find the same active and stale chains as a scan', () => {
+    fc.assert(
+      fc.property(
+        nodeArb,
+        optionsArb,
+        topologyArb,
+        fc.array(step, { minLength: 1, maxLength: 12 }),
+        (nodeObj, options, topology, steps) => {
+          const store = new ObjectStore(NODE_NAME);
+          store.apply(add(nodeObj));
+          const history: Raw[] = [];
+          const state = FAMILIES.map((family) => {
+            const builder = new SnapshotBuilder(family, topology);
+            const renderer = new IptablesRenderer();
+            // One context throughout: a new one would reset the renderer (and the sync goes full).
+            const ctx = buildRenderContext(options, family, nodeInfoFrom(NODE_NAME, store.node));
+            const previous = renderer.render(builder.build(store, nodeInfoFrom(NODE_NAME, store.node)), ctx);
+            return { builder, renderer, ctx, previous, synced: store.versionsSnapshot() };
+          });
+          for (const s of steps) {
+            let object: Raw;
+            if (s.op === 'service')
+              object = serviceObject(s.name, { spec: s.body.spec, status: s.body.status });
+            else if (s.op === 'slice' || s.op === 'node') object = s.object;
+            else if (s.op === 'redeliver')
+              object = history.length ? history[s.index % history.length]! : nodeObj;
+            else {
+              const kind = s.op === 'deleteService' ? 'Service' : 'EndpointSlice';
+              store.apply(del({ kind, metadata: { name: s.name, namespace: 'ns1' } }));
+              object = { kind: 'none' };
+            }
+            if (object.kind !== 'none') {
+              store.apply(add(object));
+              history.push(object);
+            }
+            const node = nodeInfoFrom(NODE_NAME, store.node);
+            for (const f of state) {
+              const snapshot = f.builder.build(store, node);
+              const changedServices = store.changedSince(f.synced);
+              // The scan gets a copy: the continuing render updates the previous set in place.
+              const existing = new Set(f.previous.activeChains);
+              const partial = f.renderer.render(snapshot, f.ctx, {
+                full: false,
+                changedServices,
+                existingChains: f.previous.activeChains,
+              });
+              const scanned = renderIptables(snapshot, f.ctx, {
+                full: false,
+                changedServices,
+                existingChains: existing,
+              });
+              expect(partial.text).toBe(scanned.text);
+              expect(partial.staleChains).toEqual(scanned.staleChains);
+              expect(partial.activeChains).toEqual(scanned.activeChains);
+              f.previous = partial;
+              f.synced = store.versionsSnapshot();
+            }
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
 });

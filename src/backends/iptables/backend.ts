@@ -276,7 +276,7 @@ export class IptablesBackend implements ProxyBackend {
     for (const [i, tables] of plan.transactions.entries()) {
       const nonEmpty = tables.filter((t) => !isEmpty(t));
       if (nonEmpty.length === 0) continue;
-      const text = formatRestore(nonEmpty);
+      const text = formatRestore(nonEmpty, render.ruleTexts);
       try {
         await this.iptables.restore(this.family, text);
       } catch (e) {

@@ -38,10 +38,15 @@ export interface RenderStats {
 export interface IptablesRender {
   filter: RestoreTable;
   nat: RestoreTable;
-  /** every service chain that exists after this sync (written now or kept) */
+  /**
+   * Every service chain that exists after this sync (written now or kept). A partial
+   * render that is given this set back as `existingChains` updates it in place.
+   */
   activeChains: Set<string>;
   staleChains: string[];
   largeCluster: boolean;
+  /** the text of the service chains' rule lists in `nat`: pass it to formatRestore with these tables */
+  ruleTexts: ReadonlyMap<readonly string[], string>;
   stats: RenderStats;
   text: string;
 }
@@ -49,15 +54,32 @@ export interface IptablesRender {
 const NODEPORTS_COMMENT =
   '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"';
 
+type RulesOf = (sp: ServicePortState) => ServicePortRules;
+
+/** The service chains after a render, and those to delete. */
+interface ChainState {
+  active: Set<string>;
+  stale: string[];
+}
+
+/** What the previous render of an IptablesRenderer left behind. */
+interface PreviousRender {
+  ports: ReadonlySet<ServicePortState>;
+  active: Set<string>;
+}
+
 /**
  * Renders snapshots, remembering each service port's rules by identity: the snapshot
  * builder hands out the same ServicePortState for an unchanged service, so a partial
- * sync only computes what changed.
+ * sync only computes what changed. It also keeps the previous render's service ports and
+ * active chains, so a partial sync that continues from it finds the active and stale
+ * chains from the service ports that came and went, not by walking every chain.
  */
 export class IptablesRenderer {
   private cache = new WeakMap<ServicePortState, ServicePortRules>();
   private cacheCtx: RenderContext | null = null;
   private cacheLarge = false;
+  private previous: PreviousRender | null = null;
 
   render(snapshot: Snapshot, ctx: RenderContext, scope: SyncScope = FULL_SYNC): IptablesRender {
     const largeCluster = snapshot.totalEndpoints > LARGE_CLUSTER_ENDPOINTS;
@@ -65,15 +87,26 @@ export class IptablesRenderer {
       this.cache = new WeakMap();
       this.cacheCtx = ctx;
       this.cacheLarge = largeCluster;
+      this.previous = null;
     }
-    return assemble(snapshot, ctx, scope, largeCluster, (sp) => {
+    const rulesOf: RulesOf = (sp) => {
       let rules = this.cache.get(sp);
       if (!rules) {
         rules = renderServicePort(sp, ctx, largeCluster);
         this.cache.set(sp, rules);
       }
       return rules;
-    });
+    };
+    const ports = new Set(snapshot.servicePorts);
+    const previous = this.previous;
+    // Only valid when the kernel holds what the previous render left: the caller says so
+    // by handing back that render's activeChains.
+    const continues = !scope.full && previous !== null && scope.existingChains === previous.active;
+    const chains = continues
+      ? updatedChains(previous, ports, rulesOf)
+      : allChains(snapshot, scope.existingChains, rulesOf);
+    this.previous = { ports, active: chains.active };
+    return assemble(snapshot, ctx, scope, largeCluster, rulesOf, chains);
   }
 }
 
@@ -86,12 +119,57 @@ export function renderIptables(
   return new IptablesRenderer().render(snapshot, ctx, scope);
 }
 
+/** Active chains from every service port; stale = the existing service chains not among them. */
+function allChains(
+  snapshot: Snapshot,
+  existingChains: ReadonlySet<string> | null,
+  rulesOf: RulesOf,
+): ChainState {
+  const active = new Set<string>();
+  for (const sp of snapshot.servicePorts) for (const { chain } of rulesOf(sp).own) active.add(chain);
+  const stale: string[] = [];
+  if (existingChains) {
+    for (const chain of existingChains) {
+      if (!active.has(chain) && isServiceChain(chain)) stale.push(chain);
+    }
+  }
+  return { active, stale: stale.sort() };
+}
+
+/**
+ * The previous render's active chains, updated in place for the service ports that left
+ * and came (a changed service is both: its old state leaves, its new one comes). Stale =
+ * chains of the ports that left that no current port has.
+ */
+function updatedChains(
+  previous: PreviousRender,
+  ports: ReadonlySet<ServicePortState>,
+  rulesOf: RulesOf,
+): ChainState {
+  const { active } = previous;
+  const left: string[] = [];
+  for (const sp of previous.ports) {
+    if (ports.has(sp)) continue;
+    for (const { chain } of rulesOf(sp).own) {
+      active.delete(chain);
+      left.push(chain);
+    }
+  }
+  for (const sp of ports) {
+    if (previous.ports.has(sp)) continue;
+    for (const { chain } of rulesOf(sp).own) active.add(chain);
+  }
+  const stale = left.filter((chain) => !active.has(chain));
+  return { active, stale: stale.sort() };
+}
+
 function assemble(
   snapshot: Snapshot,
   ctx: RenderContext,
   scope: SyncScope,
   largeCluster: boolean,
-  rulesOf: (sp: ServicePortState) => ServicePortRules,
+  rulesOf: RulesOf,
+  chains: ChainState,
 ): IptablesRender {
   const M = ctx.mark;
   const filter = emptyTable('filter');
@@ -114,16 +192,17 @@ function assemble(
 
   const nServices: string[] = [];
   const nNodePorts: string[] = [];
-  nat.chains.set('KUBE-SERVICES', nServices);
-  nat.chains.set('KUBE-NODEPORTS', nNodePorts);
-  nat.chains.set('KUBE-POSTROUTING', [
+  const postrouting = [
     `-A KUBE-POSTROUTING -m mark ! --mark ${M}/${M} -j RETURN`,
     `-A KUBE-POSTROUTING -j MARK --xor-mark ${M}`,
     `-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE${ctx.randomFully ? ' --random-fully' : ''}`,
-  ]);
+  ];
+  nat.chains.set('KUBE-SERVICES', nServices);
+  nat.chains.set('KUBE-NODEPORTS', nNodePorts);
+  nat.chains.set('KUBE-POSTROUTING', postrouting);
   nat.chains.set('KUBE-MARK-MASQ', [`-A KUBE-MARK-MASQ -j MARK --or-mark ${M}`]);
 
-  const activeChains = new Set<string>();
+  const ruleTexts = new Map<readonly string[], string>();
   let ownRules = 0;
   let noLocalInternal = 0;
   let noLocalExternal = 0;
@@ -138,23 +217,18 @@ function assemble(
     pushAll(nNodePorts, s.natNodePorts);
     if (rules.noLocalEndpoints.internal) noLocalInternal++;
     if (rules.noLocalEndpoints.external) noLocalExternal++;
-    const write = scope.full || scope.changedServices.has(sp.port.serviceKey);
-    for (const [chain, chainRules] of rules.own) {
-      activeChains.add(chain);
-      ownRules += chainRules.length;
-      if (write) nat.chains.set(chain, chainRules);
+    ownRules += rules.ownRuleCount;
+    if (scope.full || scope.changedServices.has(sp.port.serviceKey)) {
+      for (const { chain, lines, text } of rules.own) {
+        nat.chains.set(chain, lines);
+        ruleTexts.set(lines, text);
+      }
     }
   }
 
-  const staleChains: string[] = [];
-  if (scope.existingChains) {
-    for (const chain of scope.existingChains) {
-      if (isServiceChain(chain) && !activeChains.has(chain)) staleChains.push(chain);
-    }
-    staleChains.sort();
-    for (const chain of staleChains) nat.chains.set(chain, []);
-    nat.deleted = staleChains;
-  }
+  const { active: activeChains, stale: staleChains } = chains;
+  for (const chain of staleChains) nat.chains.set(chain, []);
+  nat.deleted = staleChains;
 
   // The jump to KUBE-NODEPORTS must stay the last rule of nat KUBE-SERVICES (spec §13).
   if (ctx.nodePorts.matchAll) {
@@ -179,20 +253,17 @@ function assemble(
     '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
   );
 
-  const text = formatRestore([filter, nat]);
+  const text = formatRestore([filter, nat], ruleTexts);
   let filterRules = 0;
   for (const r of filter.chains.values()) filterRules += r.length;
-  const fixedNat =
-    nServices.length +
-    nNodePorts.length +
-    nat.chains.get('KUBE-POSTROUTING')!.length +
-    1; /* KUBE-MARK-MASQ */
+  const fixedNat = nServices.length + nNodePorts.length + postrouting.length + 1; /* KUBE-MARK-MASQ */
   return {
     filter,
     nat,
     activeChains,
     staleChains,
     largeCluster,
+    ruleTexts,
     text,
     stats: {
       servicePorts: snapshot.servicePorts.length,

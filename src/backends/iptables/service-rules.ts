@@ -8,21 +8,28 @@ import type { Endpoint, ServicePortState } from '../../model/types.js';
 import { endpointChain, serviceChains } from './chain-names.js';
 import type { RenderContext } from './context.js';
 import { probability } from './probability.js';
+import { type FlatRules, flattenRules } from './restore-text.js';
 
 /** Rules this service port contributes to the chains every sync rewrites. */
 export interface SharedChainRules {
-  filterServices: string[];
-  filterExternalServices: string[];
-  filterNodePorts: string[];
-  filterProxyFirewall: string[];
-  natServices: string[];
-  natNodePorts: string[];
+  filterServices: readonly string[];
+  filterExternalServices: readonly string[];
+  filterNodePorts: readonly string[];
+  filterProxyFirewall: readonly string[];
+  natServices: readonly string[];
+  natNodePorts: readonly string[];
+}
+
+export interface OwnChain extends FlatRules {
+  chain: string;
 }
 
 export interface ServicePortRules {
   shared: SharedChainRules;
   /** the service port's own nat chains (EXT, FW, SVC, SVL, SEP...) with their rules, in declaration order */
-  own: [chain: string, rules: string[]][];
+  own: OwnChain[];
+  /** rules in `own`, over all its chains */
+  ownRuleCount: number;
   /** counts for metrics */
   noLocalEndpoints: { internal: boolean; external: boolean };
 }
@@ -37,13 +44,13 @@ export function renderServicePort(
   const p = sp.protocol.toLowerCase();
   const X = `-m ${p} -p ${p}`;
   const chains = serviceChains(N, sp.protocol);
-  const shared: SharedChainRules = {
-    filterServices: [],
-    filterExternalServices: [],
-    filterNodePorts: [],
-    filterProxyFirewall: [],
-    natServices: [],
-    natNodePorts: [],
+  const shared = {
+    filterServices: [] as string[],
+    filterExternalServices: [] as string[],
+    filterNodePorts: [] as string[],
+    filterProxyFirewall: [] as string[],
+    natServices: [] as string[],
+    natNodePorts: [] as string[],
   };
   const own: [string, string[]][] = [];
 
@@ -231,8 +238,16 @@ export function renderServicePort(
   }
 
   return {
-    shared,
-    own,
+    shared: {
+      filterServices: flattenRules(shared.filterServices).lines,
+      filterExternalServices: flattenRules(shared.filterExternalServices).lines,
+      filterNodePorts: flattenRules(shared.filterNodePorts).lines,
+      filterProxyFirewall: flattenRules(shared.filterProxyFirewall).lines,
+      natServices: flattenRules(shared.natServices).lines,
+      natNodePorts: flattenRules(shared.natNodePorts).lines,
+    },
+    own: own.map(([chain, rules]) => ({ chain, ...flattenRules(rules) })),
+    ownRuleCount: own.reduce((n, [, rules]) => n + rules.length, 0),
     noLocalEndpoints: {
       internal: hasEndpoints && !hasInternalEndpoints,
       external: hasEndpoints && !hasExternalEndpoints,
