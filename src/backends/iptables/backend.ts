@@ -28,21 +28,8 @@ import { isServiceChain } from './chain-names.js';
 import { type ChunkingOptions, DEFAULT_CHUNKING, planTransactions } from './chunking.js';
 import { buildRenderContext, type IptablesOptions, type RenderContext } from './context.js';
 import { canaryExists, ensureCanaries, ensureJumpRules } from './jump-rules.js';
-import { type IptablesRender, IptablesRenderer } from './render.js';
+import { FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
 import { formatRestore, type RestoreTable, type TableName } from './restore-text.js';
-
-/** The chains every render declares and fills in full, whatever the scope. */
-export const FIXED_CHAINS: Readonly<Record<TableName, readonly string[]>> = {
-  filter: [
-    'KUBE-SERVICES',
-    'KUBE-EXTERNAL-SERVICES',
-    'KUBE-FORWARD',
-    'KUBE-NODEPORTS',
-    'KUBE-PROXY-FIREWALL',
-    'KUBE-FIREWALL',
-  ],
-  nat: ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ'],
-};
 
 /** Fixed chains' rules as written, keyed `<table> <chain>`. */
 export type FixedChainContents = Map<string, readonly string[]>;

@@ -31,20 +31,15 @@ import type { Logger } from '../../log.js';
 import type { IPFamily } from '../../model/ip.js';
 import { isServiceChain } from './chain-names.js';
 import { CANARY_CHAIN } from './jump-rules.js';
+import { FIXED_CHAINS } from './render.js';
 
 const KUBELET_CANARY = 'KUBE-KUBELET-CANARY';
 const KUBELET_FIREWALL = 'KUBE-FIREWALL';
 
+/** The fixed chains we render (KUBE-FIREWALL aside: kubelet may own it) and the canaries. */
 const OURS: Readonly<Record<string, readonly string[]>> = {
-  filter: [
-    'KUBE-SERVICES',
-    'KUBE-EXTERNAL-SERVICES',
-    'KUBE-FORWARD',
-    'KUBE-NODEPORTS',
-    'KUBE-PROXY-FIREWALL',
-    CANARY_CHAIN,
-  ],
-  nat: ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', CANARY_CHAIN],
+  filter: [...FIXED_CHAINS.filter.filter((c) => c !== KUBELET_FIREWALL), CANARY_CHAIN],
+  nat: [...FIXED_CHAINS.nat, CANARY_CHAIN],
   mangle: [CANARY_CHAIN],
 };
 

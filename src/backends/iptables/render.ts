@@ -9,8 +9,21 @@
 import type { ServicePortState, Snapshot } from '../../model/types.js';
 import { isServiceChain } from './chain-names.js';
 import { LARGE_CLUSTER_ENDPOINTS, type RenderContext } from './context.js';
-import { emptyTable, formatRestore, type RestoreTable } from './restore-text.js';
+import { emptyTable, formatRestore, type RestoreTable, type TableName } from './restore-text.js';
 import { renderServicePort, type ServicePortRules } from './service-rules.js';
+
+/** The chains every render declares and fills in full, whatever the scope. */
+export const FIXED_CHAINS: Readonly<Record<TableName, readonly string[]>> = {
+  filter: [
+    'KUBE-SERVICES',
+    'KUBE-EXTERNAL-SERVICES',
+    'KUBE-FORWARD',
+    'KUBE-NODEPORTS',
+    'KUBE-PROXY-FIREWALL',
+    'KUBE-FIREWALL',
+  ],
+  nat: ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ'],
+};
 
 export interface SyncScope {
   full: boolean;
