@@ -2,33 +2,13 @@
  * ClusterSource against the API double, through the real @kubernetes/client-node: the
  * initial sync, changes of each kind, server-side filtering, malformed objects, paging.
  */
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { formatProblem } from '../../src/errors.js';
 import { PROXY_LABEL_SELECTOR } from '../../src/sources/cluster.js';
-import {
-  createHarness,
-  type Harness,
-  type HarnessOptions,
-  NODE_NAME,
-  node,
-  service,
-  sleep,
-  slice,
-  waitFor,
-} from './harness.js';
+import { type Harness, harnessPerTest, NODE_NAME, node, service, sleep, slice, waitFor } from './harness.js';
 
-let h: Harness | null = null;
-
-async function started(options: HarnessOptions = {}): Promise<Harness> {
-  h = await createHarness(options);
-  await h.start();
-  return h;
-}
-
-afterEach(async () => {
-  await h?.stop();
-  h = null;
-});
+const harnesses = harnessPerTest();
+const started = harnesses.start;
 
 function seedBasic(f: Harness['fake']) {
   f.apply('services', service('web', '10.96.0.10'));
@@ -41,7 +21,7 @@ function seedBasic(f: Harness['fake']) {
 
 describe('initial sync', () => {
   test('delivers every object as an add, then reports synced exactly once', async () => {
-    const { fake, store, described, syncedCount } = await started({ seed: seedBasic });
+    const { fake, store, described, syncedCount, events } = await started({ seed: seedBasic });
     await waitFor(() => syncedCount() === 1, 'synced');
     expect(described().sort()).toEqual([
       'add EndpointSlice default/api-xyz',
@@ -57,7 +37,7 @@ describe('initial sync', () => {
     ]);
     expect((store.node as { metadata: { name: string } }).metadata.name).toBe(NODE_NAME);
     // List items come without kind/apiVersion; the source fills them in like watch events have them.
-    expect(h?.events.every((e) => (e.object as { kind?: string }).kind === e.kind)).toBe(true);
+    expect(events.every((e) => (e.object as { kind?: string }).kind === e.kind)).toBe(true);
 
     // What the client asked for: selectors on lists, bookmarks/timeouts/RV on watches.
     const svcList = fake.requestsFor('services', 'list')[0]!;
@@ -78,13 +58,12 @@ describe('initial sync', () => {
 
   test('reports synced only after all three collections were listed', async () => {
     let eventsAtSync = -1;
-    h = await createHarness({
+    const harness = await harnesses.create({
       seed: (f) => {
         seedBasic(f);
         f.failNext(3, 500, 'nodes');
       },
     });
-    const harness = h;
     await harness.source.start(
       (e) => harness.events.push(e),
       () => {
@@ -109,9 +88,9 @@ describe('initial sync', () => {
 
 describe('changes', () => {
   test('add, update and delete of Services, EndpointSlices and the Node arrive as events', async () => {
-    const { fake, store, described, syncedCount } = await started({ seed: seedBasic });
+    const { fake, store, described, syncedCount, events } = await started({ seed: seedBasic });
     await waitFor(() => syncedCount() === 1, 'synced');
-    const from = h!.events.length;
+    const from = events.length;
 
     fake.apply('services', service('db', '10.96.0.12'));
     fake.apply('endpointslices', slice('db-1', 'db', ['10.244.3.3']));
@@ -152,9 +131,9 @@ describe('changes', () => {
     fake.apply('nodes', node('node-2', { changed: 'yes' }));
     fake.apply('services', service('late', '10.96.0.20'));
     await waitFor(() => store.service('default/late') !== null, 'late service');
-    expect(
-      h!.events.some((e) => (e.object as { metadata: { name: string } }).metadata.name === 'node-2'),
-    ).toBe(false);
+    expect(events.some((e) => (e.object as { metadata: { name: string } }).metadata.name === 'node-2')).toBe(
+      false,
+    );
   });
 });
 
@@ -191,9 +170,9 @@ describe('filtering', () => {
   });
 
   test('a Service handed to another proxy leaves as a delete, and comes back as an add', async () => {
-    const { fake, store, described, syncedCount } = await started({ seed: seedBasic });
+    const { fake, store, described, syncedCount, events } = await started({ seed: seedBasic });
     await waitFor(() => syncedCount() === 1, 'synced');
-    const from = h!.events.length;
+    const from = events.length;
     fake.apply('services', service('web', '10.96.0.10', { metadata: { name: 'web', labels: proxyName } }));
     await waitFor(() => store.service('default/web') === null, 'web gone');
     fake.apply('services', service('web', '10.96.0.10'));

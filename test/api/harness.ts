@@ -5,6 +5,7 @@
  */
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
+import { afterEach } from 'vitest';
 import type { Logger } from '../../src/log.js';
 import { type ObjectEvent, ObjectStore } from '../../src/model/store.js';
 import { ClusterSource } from '../../src/sources/cluster.js';
@@ -153,3 +154,30 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * One harness per test, stopped after it: call at the top of a test file. `create` makes
+ * it (not started, for tests that start it their own way), `start` makes and starts it.
+ */
+export function harnessPerTest(): {
+  create(options?: HarnessOptions): Promise<Harness>;
+  start(options?: HarnessOptions): Promise<Harness>;
+} {
+  let current: Harness | null = null;
+  afterEach(async () => {
+    await current?.stop();
+    current = null;
+  });
+  const create = async (options: HarnessOptions = {}) => {
+    current = await createHarness(options);
+    return current;
+  };
+  return {
+    create,
+    start: async (options: HarnessOptions = {}) => {
+      const harness = await create(options);
+      await harness.start();
+      return harness;
+    },
+  };
+}

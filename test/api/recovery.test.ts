@@ -2,32 +2,12 @@
  * ClusterSource through disconnects, expired resourceVersions, outages and dead
  * connections. Backoff is checked by counting requests in a window, never by timing one.
  */
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { FakeApiServer, Resource } from './fake-apiserver.js';
-import {
-  createHarness,
-  type Harness,
-  type HarnessOptions,
-  NODE_NAME,
-  node,
-  service,
-  sleep,
-  slice,
-  waitFor,
-} from './harness.js';
+import { type Harness, harnessPerTest, NODE_NAME, node, service, sleep, slice, waitFor } from './harness.js';
 
-let h: Harness | null = null;
-
-async function started(options: HarnessOptions = {}): Promise<Harness> {
-  h = await createHarness(options);
-  await h.start();
-  return h;
-}
-
-afterEach(async () => {
-  await h?.stop();
-  h = null;
-});
+const harnesses = harnessPerTest();
+const started = harnesses.start;
 
 const RESOURCES: Resource[] = ['services', 'endpointslices', 'nodes'];
 
@@ -148,8 +128,7 @@ describe('expired resourceVersion (410)', () => {
 
 describe('API server unavailable', () => {
   test('refusing connections at start: nothing is emitted, then the source syncs once it is up', async () => {
-    h = await createHarness({ seed });
-    const harness = h;
+    const harness = await harnesses.create({ seed });
     await harness.fake.refuse();
     await harness.start();
     await sleep(300);
@@ -163,8 +142,7 @@ describe('API server unavailable', () => {
   });
 
   test('connections reset at start are retried with backoff: a bounded number of attempts', async () => {
-    h = await createHarness({ seed });
-    const harness = h;
+    const harness = await harnesses.create({ seed });
     harness.fake.resetConnections(true);
     await harness.start();
     await sleep(500);
@@ -179,8 +157,7 @@ describe('API server unavailable', () => {
   });
 
   test('HTTP 503 at start is retried with backoff: a bounded number of requests, then recovery', async () => {
-    h = await createHarness({ seed });
-    const harness = h;
+    const harness = await harnesses.create({ seed });
     harness.fake.failNext(1_000_000, 503);
     await harness.start();
     await sleep(500);
