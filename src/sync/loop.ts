@@ -121,6 +121,7 @@ export class SyncLoop {
   private seq = 0;
   private lastStartMs: number | null = null;
   private lastFullMs: number | null = null;
+  private lastStateCheckMs: number | null = null;
   private needFull = true;
   private failures = 0;
   private retryAtMs: number | null = null;
@@ -249,7 +250,15 @@ export class SyncLoop {
     }
   }
 
-  private async anyLostState(): Promise<boolean> {
+  /**
+   * Asks the backends whether the kernel lost our rules, at most once per syncPeriod (as
+   * kube-proxy's canary monitor does): the check runs a command per family, which change-
+   * driven syncs should not pay for every time.
+   */
+  private async anyLostState(nowMs: number): Promise<boolean> {
+    if (this.lastStateCheckMs !== null && nowMs - this.lastStateCheckMs < this.opts.syncPeriodMs)
+      return false;
+    this.lastStateCheckMs = nowMs;
     let lost = false;
     for (const backend of this.backends) {
       try {
@@ -281,7 +290,7 @@ export class SyncLoop {
     let topology = this.syncedTopology;
     let snapshots: Snapshot[] = [];
     try {
-      const lost = await this.anyLostState();
+      const lost = await this.anyLostState(startedAtMs);
       // From here to the backends' calls nothing awaits: the versions recorded are exactly
       // those of the snapshots, and later events stay pending for the next sync.
       const node = nodeInfoFrom(this.store.name, this.store.node, this.opts.nodeOverrides);

@@ -79,6 +79,8 @@ export class ScriptedBackend implements ProxyBackend {
   /** the next this-many syncs throw */
   failures = 0;
   lost = false;
+  /** how often lostState() was asked */
+  lostChecks = 0;
   private gate: Promise<void> | null = null;
   private openGate: (() => void) | null = null;
 
@@ -116,6 +118,7 @@ export class ScriptedBackend implements ProxyBackend {
   }
 
   async lostState(): Promise<boolean> {
+    this.lostChecks++;
     const lost = this.lost;
     this.lost = false;
     return lost;

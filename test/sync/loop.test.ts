@@ -248,6 +248,20 @@ describe('SyncLoop full and partial syncs', () => {
     expect(backends[1]!.calls.map((c) => c.request.full)).toEqual([true, true, false]);
   });
 
+  it('checks for lost state at most once per syncPeriod, however many syncs changes cause', async () => {
+    const { clock, backends, store, loop, startWithTwoServices } = setup();
+    await startWithTwoServices();
+    const checks = () => backends[0]!.lostChecks;
+    const before = checks();
+    for (let i = 0; i < 5; i++) {
+      loop.handleEvent(service(`burst-${i}`, `10.96.9.${i + 1}`));
+      await clock.advance(MIN_SYNC_PERIOD);
+    }
+    expect(backends[0]!.calls.length).toBeGreaterThanOrEqual(6);
+    expect(checks() - before).toBeLessThanOrEqual(1);
+    expect(store.serviceKeys()).toContain('ns/burst-4');
+  });
+
   it('gives each family its own snapshot and the same request; one failing backend fails the sync for all', async () => {
     const { clock, loop, backends, reports, startWithTwoServices } = setup({ families: ['IPv4', 'IPv6'] });
     await startWithTwoServices();
