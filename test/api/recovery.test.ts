@@ -80,8 +80,15 @@ describe('disconnects', () => {
       'add EndpointSlice default/d-1',
       'delete Service default/b',
     ]);
+    // Each collection resumes on its own backoff: wait until all three watches are back.
+    const resumedWatches = () =>
+      harness.fake.requests.slice(requestsBefore).filter((r) => r.watch && r.status === 200);
+    await waitFor(
+      () => RESOURCES.every((resource) => resumedWatches().some((r) => r.resource === resource)),
+      'every watch resumed',
+    );
     expect(listCounts(harness.fake)).toEqual([1, 1, 1]);
-    const resumed = harness.fake.requests.slice(requestsBefore).filter((r) => r.watch && r.status === 200);
+    const resumed = resumedWatches();
     for (const resource of RESOURCES) {
       expect(resumed.find((r) => r.resource === resource)?.query.resourceVersion).toBe(dRv);
     }
