@@ -15,6 +15,7 @@ import {
 import { formatProblem, InputError } from './errors.js';
 import { Conntrack } from './kernel/conntrack.js';
 import { ExecaRunner } from './kernel/exec.js';
+import { HostProcFiles } from './kernel/proc-files.js';
 import { createLogger, type Logger } from './log.js';
 import type { IPFamily } from './model/ip.js';
 import { startProxyServers } from './server/proxy-servers.js';
@@ -24,6 +25,7 @@ import { ManifestSource } from './sources/manifest-source.js';
 import { readManifests } from './sources/manifests.js';
 import type { ObjectSource } from './sync/backend.js';
 import { ConntrackCleaner, ConntrackCleaningBackend } from './sync/conntrack-cleanup.js';
+import { applyNodeSettings } from './sync/node-settings.js';
 import { renderOnce } from './sync/render-once.js';
 import {
   type BackendFactory,
@@ -196,6 +198,7 @@ async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
     config = { ...config, hostnameOverride: opts.hostnameOverride };
     host = { ...host, nodeName: opts.hostnameOverride };
   }
+  if (!opts.dryRun) await applyNodeSettings(config, new HostProcFiles(), log);
   const createBackends = opts.dryRun
     ? dryRunBackends(process.stdout)
     : iptablesBackends(opts.host !== undefined);
