@@ -19,7 +19,8 @@ RUN npm run build \
 FROM node:20-bookworm-slim AS runtime
 
 # The kernel tools Switchboard drives: iptables-restore/-save (iptables), ipset, ipvsadm,
-# conntrack (stale UDP/SCTP flow cleanup) and ip (the kube-ipvs0 dummy interface in ipvs mode).
+# conntrack (stale UDP/SCTP flow cleanup), ip (the kube-ipvs0 dummy interface in ipvs mode) and
+# sysctl (procps: net.ipv4.conf.all.route_localnet for localhost NodePorts); the slim base has none.
 # Debian's iptables ships both backends (iptables-nft, the default alternative, and
 # iptables-legacy); which one is right is the node's choice (whatever kubelet and the CNI use),
 # so it has to be detected at run time, as kube-proxy's iptables-wrapper does.
@@ -30,6 +31,7 @@ RUN apt-get update \
       ipvsadm \
       conntrack \
       iproute2 \
+      procps \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

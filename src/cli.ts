@@ -15,6 +15,7 @@ import {
 import { formatProblem, InputError } from './errors.js';
 import { Conntrack } from './kernel/conntrack.js';
 import { ExecaRunner } from './kernel/exec.js';
+import { HostProcFiles } from './kernel/proc-files.js';
 import { createLogger, type Logger } from './log.js';
 import type { IPFamily } from './model/ip.js';
 import { startProxyServers } from './server/proxy-servers.js';
@@ -22,8 +23,10 @@ import { ClusterSource } from './sources/cluster.js';
 import { loadKubeConfig } from './sources/kubeconfig.js';
 import { ManifestSource } from './sources/manifest-source.js';
 import { readManifests } from './sources/manifests.js';
+import { checkServiceAddress } from './sources/service-address.js';
 import type { ObjectSource } from './sync/backend.js';
 import { ConntrackCleaner, ConntrackCleaningBackend } from './sync/conntrack-cleanup.js';
+import { applyNodeSettings } from './sync/node-settings.js';
 import { renderOnce } from './sync/render-once.js';
 import {
   type BackendFactory,
@@ -180,12 +183,14 @@ function objectSource(
     if (opts.kubeconfig) throw new InputError('--from and --kubeconfig exclude each other');
     return new ManifestSource(opts.from, { log, watch: !opts.once });
   }
-  const { kubeConfig, origin, notices } = loadKubeConfig({
+  const { kubeConfig, origin, server, notices } = loadKubeConfig({
     kubeconfigFlag: opts.kubeconfig,
     clientConnection: config.clientConnection,
   });
   for (const n of notices) log.info(n);
-  log.info({ kubeconfig: origin }, 'watching the API server');
+  log.info({ kubeconfig: origin, server }, 'watching the API server');
+  // The kubernetes Service's ClusterIP cannot work before this proxy's own rules: say so once.
+  void checkServiceAddress({ server, env: process.env, log });
   return new ClusterSource({ nodeName: resolveNodeName(config, host), log, kubeConfig });
 }
 
@@ -196,6 +201,7 @@ async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
     config = { ...config, hostnameOverride: opts.hostnameOverride };
     host = { ...host, nodeName: opts.hostnameOverride };
   }
+  if (!opts.dryRun) await applyNodeSettings(config, new HostProcFiles(), log);
   const createBackends = opts.dryRun
     ? dryRunBackends(process.stdout)
     : iptablesBackends(opts.host !== undefined);

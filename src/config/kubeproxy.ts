@@ -605,7 +605,6 @@ const IGNORED_FIELDS: readonly IgnoredField[] = [
   { path: ['showHiddenMetricsForVersion'] },
   { path: ['portRange'] },
   { path: ['windowsRunAsService'] },
-  { path: ['oomScoreAdj'], defaults: [-999] },
   { path: ['iptables', 'snatNodeInternalIP'] },
   { path: ['ipvs', 'syncPeriod'], defaults: [30 * SECOND], implementedInMode: 'ipvs' },
   { path: ['ipvs', 'minSyncPeriod'], defaults: [1 * SECOND], implementedInMode: 'ipvs' },
@@ -624,12 +623,6 @@ const IGNORED_FIELDS: readonly IgnoredField[] = [
   { path: ['winkernel', 'enableDSR'] },
   { path: ['winkernel', 'rootHnsEndpointName'] },
   { path: ['winkernel', 'forwardHealthCheckVip'] },
-  { path: ['conntrack', 'maxPerCore'], defaults: [32 * 1024] },
-  { path: ['conntrack', 'min'], defaults: [128 * 1024] },
-  { path: ['conntrack', 'tcpEstablishedTimeout'], defaults: [24 * HOUR] },
-  { path: ['conntrack', 'tcpCloseWaitTimeout'], defaults: [1 * HOUR] },
-  { path: ['conntrack', 'udpTimeout'] },
-  { path: ['conntrack', 'udpStreamTimeout'] },
 ];
 
 /** component-base's recommended logging defaults, which a dumped kube-proxy config contains. */

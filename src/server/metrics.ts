@@ -2,7 +2,7 @@
  * kube-proxy's Prometheus metrics (pkg/proxy/metrics/metrics.go, iptables mode, 1.33+: the
  * `ip_family` label came with dual-stack metrics) and the metrics server on metricsBindAddress
  * (default 127.0.0.1:10249) with kube-proxy's paths: `/metrics`, `/healthz`, `/healthz/ping`,
- * `/proxyMode`.
+ * `/proxyMode`, `/configz`.
  *
  * Names, types, help texts (with component-base's `[ALPHA] ` stability prefix), buckets and labels
  * are kube-proxy's. Process metrics come from prom-client's default collectors (`process_*` as
@@ -298,12 +298,15 @@ export interface MetricsServerOptions {
   address: string;
   /** what `/proxyMode` answers, e.g. `iptables` */
   proxyMode: string;
+  /** what `/configz` answers (configz.ts); absent: 404 */
+  configz?: string;
   log: Logger;
 }
 
 const TEXT_HEADERS = { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' };
+const JSON_HEADERS = { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' };
 
-/** The HTTP server for `/metrics`, `/healthz`, `/healthz/ping` and `/proxyMode`. */
+/** The HTTP server for `/metrics`, `/healthz`, `/healthz/ping`, `/proxyMode` and `/configz`. */
 export class MetricsServer {
   private readonly server: Server;
   private readonly address: BindAddress;
@@ -354,8 +357,11 @@ export class MetricsServer {
       case '/proxyMode':
         respond(res, 200, TEXT_HEADERS, this.opts.proxyMode);
         return;
-      default:
-        notFound(res);
+      case '/configz':
+        if (this.opts.configz === undefined) break;
+        respond(res, 200, JSON_HEADERS, this.opts.configz);
+        return;
     }
+    notFound(res);
   }
 }

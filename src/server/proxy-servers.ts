@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { IPFamily } from '../model/ip.js';
 import type { ObjectEvent } from '../model/store.js';
 import type { SyncObserver } from '../sync/backend.js';
+import { configzBody } from './configz.js';
 import { ProxyHealthServer, ProxyHealthState } from './health.js';
 import { MetricsObserver, MetricsServer, ProxyMetrics } from './metrics.js';
 import { ServiceHealthServers } from './service-health.js';
@@ -57,6 +58,12 @@ export async function startProxyServers(opts: ProxyServersOptions): Promise<Prox
       const server = new MetricsServer(metrics, {
         address: opts.metricsBindAddress,
         proxyMode: config.mode,
+        // The bind addresses in effect, which flags may have overridden.
+        configz: configzBody({
+          ...config,
+          healthzBindAddress: opts.healthzBindAddress,
+          metricsBindAddress: opts.metricsBindAddress,
+        }),
         log,
       });
       await server.start();

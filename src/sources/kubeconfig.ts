@@ -11,10 +11,13 @@
  *   (list-watch.ts) when the API server fails.
  * A non-default value of these fields is reported as a notice, never silently dropped.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
 import type { KubeProxyConfiguration } from '../config/kubeproxy.js';
 import { InputError } from '../errors.js';
+import { isRecord } from '../model/raw.js';
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 const KUBE_PROXY_DEFAULT_CONTENT_TYPE = 'application/vnd.kubernetes.protobuf';
@@ -78,10 +81,47 @@ function loadInCluster(prefix: string): KubeConfig {
   return kc;
 }
 
+/**
+ * kubectl's `tokenFile` (what kubeadm's kube-proxy `kubeconfig.conf` uses: the pod's own
+ * ServiceAccount token) as client-node's file-token provider, which re-reads the file every
+ * minute so rotated tokens are picked up. client-node itself only knows `token-file`, read once.
+ */
+function withTokenFiles(kc: KubeConfig, text: string, file: string): void {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch {
+    return; // client-node parsed it; nothing more to find
+  }
+  const entries = isRecord(raw) && Array.isArray(raw.users) ? raw.users : [];
+  const tokenFiles = new Map<string, string>();
+  for (const entry of entries) {
+    if (!isRecord(entry) || typeof entry.name !== 'string' || !isRecord(entry.user)) continue;
+    const { tokenFile, token } = entry.user;
+    if (typeof tokenFile === 'string' && tokenFile !== '' && !token)
+      tokenFiles.set(entry.name, resolve(dirname(file), tokenFile));
+  }
+  if (tokenFiles.size === 0) return;
+  kc.loadFromOptions({
+    clusters: kc.clusters,
+    contexts: kc.contexts,
+    currentContext: kc.currentContext,
+    users: kc.users.map((user) => {
+      const tokenFile = tokenFiles.get(user.name);
+      return tokenFile && !user.authProvider
+        ? { ...user, authProvider: { name: 'tokenFile', config: { tokenFile } } }
+        : user;
+    }),
+  });
+}
+
 function loadFile(file: string): KubeConfig {
   const kc = new KubeConfig();
   try {
-    kc.loadFromFile(file);
+    const text = readFileSync(file, 'utf8');
+    kc.loadFromString(text);
+    kc.makePathsAbsolute(dirname(file));
+    withTokenFiles(kc, text, file);
   } catch (e) {
     throw new InputError(`kubeconfig ${file}: ${(e as Error).message}`);
   }

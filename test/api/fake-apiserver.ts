@@ -17,7 +17,7 @@
  *   answer at all), end watches at once, reset or refuse connections, and a log of every
  *   request received.
  *
- * It listens on 127.0.0.1 only, on a port the OS picks.
+ * It listens on 127.0.0.1 only (or the given host), on a port the OS picks.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -89,6 +89,10 @@ export interface FakeApiServerOptions {
   bookmarkIntervalMs?: number;
   /** serve HTTPS with this key and certificate (PEM); plain HTTP otherwise */
   tls?: { key: string; cert: string };
+  /** the address to listen on (127.0.0.1 by default) */
+  host?: string;
+  /** the port (one the OS picks by default) */
+  port?: number;
 }
 
 const clone = <T>(o: T): T => structuredClone(o);
@@ -197,14 +201,14 @@ export class FakeApiServer {
 
   static async start(options: FakeApiServerOptions = {}): Promise<FakeApiServer> {
     const fake = new FakeApiServer(options);
-    await fake.listen(0);
+    await fake.listen(options.port ?? 0);
     return fake;
   }
 
   private listen(port: number): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, '127.0.0.1', () => {
+      this.server.listen(port, this.host, () => {
         this.server.off('error', reject);
         this.port = (this.server.address() as AddressInfo).port;
         resolve();
@@ -212,8 +216,18 @@ export class FakeApiServer {
     });
   }
 
+  private get host(): string {
+    return this.options.host ?? '127.0.0.1';
+  }
+
   get url(): string {
-    return `${this.options.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
+    const host = this.host.includes(':') ? `[${this.host}]` : this.host;
+    return `${this.options.tls ? 'https' : 'http'}://${host}:${this.port}`;
+  }
+
+  /** The port it listens on. */
+  get listeningPort(): number {
+    return this.port;
   }
 
   get resourceVersion(): string {

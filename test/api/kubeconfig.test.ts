@@ -135,6 +135,74 @@ describe('a kubeconfig file', () => {
     }
   });
 
+  test("kubeadm's kube-proxy kubeconfig.conf: CA and token files, the token re-read from tokenFile", async () => {
+    const tls = {
+      key: readFileSync(new URL('./tls/server.key', import.meta.url), 'utf8'),
+      cert: readFileSync(new URL('./tls/server.crt', import.meta.url), 'utf8'),
+    };
+    const fake = await FakeApiServer.start({ tls, token: 'sekret', bookmarkIntervalMs: 50 });
+    fake.apply('services', service('web', '10.96.0.10'));
+    const dir = tempDir();
+    mkdirSync(join(dir, 'serviceaccount'));
+    writeFileSync(join(dir, 'serviceaccount', 'ca.crt'), tls.cert);
+    // As kubelet writes it: no trailing newline.
+    writeFileSync(join(dir, 'serviceaccount', 'token'), 'sekret');
+    const file = join(dir, 'kubeconfig.conf');
+    // kubeadm's text, with its absolute /var/run/secrets paths made relative to this directory.
+    writeFileSync(
+      file,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters:',
+        '- cluster:',
+        '    certificate-authority: serviceaccount/ca.crt',
+        `    server: ${fake.url}`,
+        '  name: default',
+        'contexts:',
+        '- context:',
+        '    cluster: default',
+        '    namespace: default',
+        '    user: default',
+        '  name: default',
+        'current-context: default',
+        'users:',
+        '- name: default',
+        '  user:',
+        '    tokenFile: serviceaccount/token',
+        '',
+      ].join('\n'),
+    );
+    const { kubeConfig, server } = loadKubeConfig({ kubeconfigFlag: file, clientConnection: DEFAULTS });
+    expect(server).toBe(fake.url);
+    expect(kubeConfig.getCurrentUser()?.authProvider).toEqual({
+      name: 'tokenFile',
+      config: { tokenFile: join(dir, 'serviceaccount', 'token') },
+    });
+    const source = new ClusterSource({
+      nodeName: NODE_NAME,
+      log: captureLogger().log,
+      kubeConfig,
+      timing: FAST_TIMING,
+    });
+    const store = new ObjectStore(NODE_NAME);
+    let synced = false;
+    try {
+      await source.start(
+        (e) => store.apply(e),
+        () => {
+          synced = true;
+        },
+      );
+      await waitFor(() => synced && fake.openWatches === 3, 'synced with the token from tokenFile');
+      expect(store.serviceKeys()).toEqual(['default/web']);
+      expect(fake.requests.every((r) => r.status === 200)).toBe(true);
+    } finally {
+      await source.stop();
+      await fake.close();
+    }
+  });
+
   test('a rejected token: 401s are retried with backoff and nothing is emitted', async () => {
     const fake = await FakeApiServer.start({ token: 'right' });
     fake.apply('services', service('web', '10.96.0.10'));

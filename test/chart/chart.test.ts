@@ -1,12 +1,13 @@
 // The Helm chart, checked with a real helm (scripts/fetch-helm.sh installs it at .cache/bin/helm; HELM
 // overrides the path): it lints strictly, renders the DaemonSet/RBAC/ConfigMap Switchboard needs, and its
 // values schema rejects bad values in both `helm lint --strict` and `helm template`.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isMap, isScalar, parse, parseDocument, type YAMLMap } from 'yaml';
 import {
   chartDir,
+  helm,
   helmBin,
   helmProblem,
   type K8sObject,
@@ -31,7 +32,7 @@ interface Container {
 interface Volume {
   name: string;
   hostPath?: { path: string; type?: string };
-  configMap?: { name: string };
+  configMap?: { name: string; items?: { key: string; path: string }[] };
 }
 
 interface PodSpec {
@@ -99,19 +100,24 @@ function renderedConfig(objects: readonly K8sObject[]): Record<string, unknown> 
   return parse(text) as Record<string, unknown>;
 }
 
+/** The chart refuses to render without a way to reach the API server; most tests give it one. */
+const API_SERVER = ['--set', 'apiServer.host=192.168.0.10'];
+const render = (values: readonly string[] = []): Promise<K8sObject[]> =>
+  renderChart([...API_SERVER, ...values]);
+
 describe.skipIf(problem !== undefined)('charts/switchboard', () => {
-  describe('with default values', () => {
+  describe('with default values (plus apiServer.host)', () => {
     let objects: K8sObject[] = [];
     const daemonSet = (): DaemonSet => onlyOne<DaemonSet>(objects, 'DaemonSet');
     const pod = (): PodSpec => daemonSet().spec.template.spec;
     const container = (): Container => switchboardContainer(daemonSet());
 
     beforeAll(async () => {
-      objects = await renderChart();
+      objects = await render();
     });
 
     it('passes helm lint --strict', async () => {
-      const result = await lintChart();
+      const result = await lintChart(API_SERVER);
       expect(result.stderr).toBe('');
       expect(result.exitCode).toBe(0);
     });
@@ -136,7 +142,8 @@ describe.skipIf(problem !== undefined)('charts/switchboard', () => {
 
     it('runs the DaemonSet in the host network namespace, privileged and node-critical', () => {
       expect(pod().hostNetwork).toBe(true);
-      expect(pod().dnsPolicy).toBe('ClusterFirstWithHostNet');
+      // Never cluster DNS: it sits behind a ClusterIP, which works only once this proxy has synced.
+      expect(pod().dnsPolicy).toBe('Default');
       expect(container().securityContext?.privileged).toBe(true);
       expect(pod().priorityClassName).toBe('system-node-critical');
       expect(pod().nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
@@ -232,7 +239,7 @@ describe.skipIf(problem !== undefined)('charts/switchboard', () => {
 
   describe('with values set', () => {
     it('carries config values into config.yaml', async () => {
-      const objects = await renderChart([
+      const objects = await render([
         '--set',
         'config.clusterCIDR=10.244.0.0/16\\,fd00:10:244::/56',
         '--set',
@@ -256,13 +263,13 @@ describe.skipIf(problem !== undefined)('charts/switchboard', () => {
     });
 
     it('probes the port of a non-default healthzBindAddress', async () => {
-      const objects = await renderChart(['--set', 'config.healthzBindAddress=[::]:10300']);
+      const objects = await render(['--set', 'config.healthzBindAddress=[::]:10300']);
       const container = switchboardContainer(onlyOne<DaemonSet>(objects, 'DaemonSet'));
       expect(container.livenessProbe?.httpGet).toMatchObject({ path: '/livez', port: 10300 });
     });
 
     it('passes maxUnavailable, image and extra flags through', async () => {
-      const objects = await renderChart([
+      const objects = await render([
         '--set',
         'updateStrategy.maxUnavailable=10%',
         '--set',
@@ -280,17 +287,15 @@ describe.skipIf(problem !== undefined)('charts/switchboard', () => {
     });
 
     it('changes the checksum annotation when, and only when, the config changes', async () => {
-      const base = configChecksum(await renderChart());
-      expect(configChecksum(await renderChart())).toBe(base);
-      expect(configChecksum(await renderChart(['--set', 'config.clusterCIDR=10.244.0.0/16']))).not.toBe(base);
-      expect(configChecksum(await renderChart(['--set', 'config.iptables.masqueradeAll=true']))).not.toBe(
-        base,
-      );
-      expect(configChecksum(await renderChart(['--set', 'resources.limits.memory=1Gi']))).toBe(base);
+      const base = configChecksum(await render());
+      expect(configChecksum(await render())).toBe(base);
+      expect(configChecksum(await render(['--set', 'config.clusterCIDR=10.244.0.0/16']))).not.toBe(base);
+      expect(configChecksum(await render(['--set', 'config.iptables.masqueradeAll=true']))).not.toBe(base);
+      expect(configChecksum(await render(['--set', 'resources.limits.memory=1Gi']))).toBe(base);
     });
 
     it('omits RBAC and the ServiceAccount when asked, using the named account', async () => {
-      const objects = await renderChart([
+      const objects = await render([
         '--set',
         'rbac.create=false',
         '--set',
@@ -302,6 +307,141 @@ describe.skipIf(problem !== undefined)('charts/switchboard', () => {
       expect(onlyOne<DaemonSet>(objects, 'DaemonSet').spec.template.spec.serviceAccountName).toBe(
         'kube-proxy',
       );
+    });
+  });
+
+  describe('reaching the API server', () => {
+    const daemonSetOf = (objects: readonly K8sObject[]) => onlyOne<DaemonSet>(objects, 'DaemonSet');
+    const envOf = (objects: readonly K8sObject[]) =>
+      Object.fromEntries(
+        (switchboardContainer(daemonSetOf(objects)).env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]),
+      );
+
+    // (helm lint renders in lint mode, where `fail` is only reported; ci/*.yaml give it an address.)
+    it('refuses helm template and helm install without apiServer.host or kubeconfig.fromConfigMap, saying why', async () => {
+      const results = [
+        await templateChart(),
+        await helm(['install', '--dry-run=client', 'sb', chartDir, '--namespace', 'kube-system']),
+      ];
+      for (const result of results) {
+        expect(result.exitCode).not.toBe(0);
+        const text = result.stdout + result.stderr;
+        for (const phrase of [
+          "Switchboard needs the API server's own address: set apiServer.host",
+          'kubeconfig.fromConfigMap',
+          'the ClusterIP of the "kubernetes"',
+          'it leads to the API server only once a service\nproxy has written',
+          'Switchboard is that service proxy',
+          '--set apiServer.viaClusterIP=true',
+        ]) {
+          expect(text).toContain(phrase);
+        }
+      }
+    });
+
+    it('apiServer.host and apiServer.port become KUBERNETES_SERVICE_HOST/PORT, keeping the in-cluster credentials', async () => {
+      const objects = await renderChart(['--set', 'apiServer.host=192.168.0.10']);
+      expect(envOf(objects)).toMatchObject({
+        KUBERNETES_SERVICE_HOST: '192.168.0.10',
+        KUBERNETES_SERVICE_PORT: '6443',
+      });
+      const container = switchboardContainer(daemonSetOf(objects));
+      expect(container.args).not.toContain('--kubeconfig');
+      expect(daemonSetOf(objects).spec.template.spec.volumes?.map((v) => v.name)).not.toContain('kubeconfig');
+      expect(
+        envOf(await renderChart(['--set', 'apiServer.host=api.example.com', '--set', 'apiServer.port=8443'])),
+      ).toMatchObject({ KUBERNETES_SERVICE_HOST: 'api.example.com', KUBERNETES_SERVICE_PORT: '8443' });
+      expect(envOf(await renderChart(['--set', 'apiServer.host=fd00:192:168::10']))).toMatchObject({
+        KUBERNETES_SERVICE_HOST: 'fd00:192:168::10',
+      });
+    });
+
+    it("kubeconfig.fromConfigMap mounts the ConfigMap's key and passes it as --kubeconfig", async () => {
+      const objects = await renderChart(['--set', 'kubeconfig.fromConfigMap.name=kube-proxy']);
+      const daemonSet = daemonSetOf(objects);
+      const container = switchboardContainer(daemonSet);
+      expect(daemonSet.spec.template.spec.volumes).toContainEqual({
+        name: 'kubeconfig',
+        configMap: { name: 'kube-proxy', items: [{ key: 'kubeconfig.conf', path: 'kubeconfig.conf' }] },
+      });
+      expect(container.volumeMounts).toContainEqual({
+        name: 'kubeconfig',
+        mountPath: '/var/lib/switchboard',
+        readOnly: true,
+      });
+      expect(container.args?.slice(-2)).toEqual(['--kubeconfig', '/var/lib/switchboard/kubeconfig.conf']);
+      expect(envOf(objects)).not.toHaveProperty('KUBERNETES_SERVICE_HOST');
+      const custom = daemonSetOf(
+        await renderChart([
+          '--set',
+          'kubeconfig.fromConfigMap.name=my-kubeconfig',
+          '--set',
+          'kubeconfig.fromConfigMap.key=config',
+        ]),
+      );
+      expect(custom.spec.template.spec.volumes?.find((v) => v.name === 'kubeconfig')?.configMap).toEqual({
+        name: 'my-kubeconfig',
+        items: [{ key: 'config', path: 'kubeconfig.conf' }],
+      });
+    });
+
+    it('with kubeconfig.fromConfigMap, a clientConnection.kubeconfig copied from kubeadm is overridden by the flag', async () => {
+      const objects = await renderChart([
+        '--set',
+        'kubeconfig.fromConfigMap.name=kube-proxy',
+        '--set',
+        'config.clientConnection.kubeconfig=/var/lib/kube-proxy/kubeconfig.conf',
+      ]);
+      expect(switchboardContainer(daemonSetOf(objects)).args).toContain('--kubeconfig');
+    });
+
+    it('apiServer.viaClusterIP: true renders the in-cluster default on purpose', async () => {
+      const objects = await renderChart(['--set', 'apiServer.viaClusterIP=true']);
+      expect(envOf(objects)).not.toHaveProperty('KUBERNETES_SERVICE_HOST');
+      expect(switchboardContainer(daemonSetOf(objects)).args).not.toContain('--kubeconfig');
+    });
+
+    it.each([
+      {
+        values: ['--set', 'apiServer.host=192.168.0.10', '--set', 'kubeconfig.fromConfigMap.name=kube-proxy'],
+        complaint: 'apiServer.host and kubeconfig.fromConfigMap both say how to reach the API server',
+      },
+      {
+        values: ['--set', 'apiServer.host=192.168.0.10', '--set', 'apiServer.viaClusterIP=true'],
+        complaint: "apiServer.viaClusterIP: true asks for the kubernetes Service's ClusterIP",
+      },
+      {
+        values: [
+          '--set',
+          'apiServer.host=192.168.0.10',
+          '--set',
+          'config.clientConnection.kubeconfig=/var/lib/kube-proxy/kubeconfig.conf',
+        ],
+        complaint:
+          'config.clientConnection.kubeconfig is "/var/lib/kube-proxy/kubeconfig.conf", a file the pod does not have',
+      },
+      { values: ['--set', 'apiServer.host=https://192.168.0.10'], complaint: '/apiServer/host' },
+      { values: ['--set', 'apiServer.host=192.168.0.10:6443'], complaint: '/apiServer/host' },
+      { values: ['--set', 'apiServer.host=a', '--set', 'apiServer.port=0'], complaint: '/apiServer/port' },
+      {
+        values: ['--set', 'apiServer.host=a', '--set', 'apiServer.port=65536'],
+        complaint: '/apiServer/port',
+      },
+      {
+        values: ['--set', 'kubeconfig.fromConfigMap.name=Kube_Proxy'],
+        complaint: '/kubeconfig/fromConfigMap/name',
+      },
+      { values: ['--set', 'apiServer.url=x'], complaint: "additional properties 'url' not allowed" },
+    ])('refuses $complaint', async ({ values, complaint }) => {
+      const template = await templateChart(values);
+      expect(template.exitCode).not.toBe(0);
+      expect(template.stderr).toContain(complaint);
+    });
+
+    it.each(readdirSync(path.join(chartDir, 'ci')))('passes helm lint --strict with ci/%s', async (file) => {
+      const result = await lintChart(['-f', path.join(chartDir, 'ci', file)]);
+      expect(result.stderr).toBe('');
+      expect(result.exitCode).toBe(0);
     });
   });
 
@@ -327,10 +467,10 @@ describe.skipIf(problem !== undefined)('charts/switchboard', () => {
     ];
 
     it.each(cases)('$values.1', async ({ values, complaint }) => {
-      const lint = await lintChart(values);
+      const lint = await lintChart([...API_SERVER, ...values]);
       expect(lint.exitCode).not.toBe(0);
       expect(lint.stdout + lint.stderr).toContain(complaint);
-      const template = await templateChart(values);
+      const template = await templateChart([...API_SERVER, ...values]);
       expect(template.exitCode).not.toBe(0);
       expect(template.stderr).toContain(complaint);
     });

@@ -78,7 +78,7 @@ describe('Dockerfile', () => {
     const install = /apt-get install ([^&;]*)/.exec(run)?.[1]?.split(' ') ?? [];
     expect(install).toContain('--no-install-recommends');
     expect(install).toEqual(
-      expect.arrayContaining(['iptables', 'ipset', 'ipvsadm', 'conntrack', 'iproute2']),
+      expect.arrayContaining(['iptables', 'ipset', 'ipvsadm', 'conntrack', 'iproute2', 'procps']),
     );
     expect(run).toContain('apt-get update');
     expect(run).toContain('rm -rf /var/lib/apt/lists/*');

@@ -262,27 +262,39 @@ describe('warnings', () => {
 
   it('name an unimplemented field set to a non-default value', () => {
     const { warnings } = load(
+      ['ipvs:', '  strictARP: true', 'logging:', '  verbosity: 4', 'enableProfiling: true', ''].join('\n'),
+    );
+    expect(warnings).toEqual([
+      'config.yaml:4: ipvs.strictARP: true: Switchboard does not implement this field; ignored',
+      'config.yaml:6: logging.verbosity: 4: Switchboard does not implement this field; ignored',
+      'config.yaml:7: enableProfiling: true: Switchboard does not implement this field; ignored',
+    ]);
+  });
+
+  it('stay quiet for the conntrack settings and oomScoreAdj, which are applied at start', () => {
+    const { config, warnings } = load(
       [
         'oomScoreAdj: -500',
-        'ipvs:',
-        '  strictARP: true',
         'conntrack:',
         '  maxPerCore: 65536',
+        '  min: 262144',
+        '  tcpEstablishedTimeout: 2h',
         '  tcpCloseWaitTimeout: 30m',
-        'logging:',
-        '  verbosity: 4',
-        'enableProfiling: true',
+        '  udpTimeout: 30s',
+        '  udpStreamTimeout: 2m',
         '',
       ].join('\n'),
     );
-    expect(warnings).toEqual([
-      'config.yaml:3: oomScoreAdj: -500: Switchboard does not implement this field; ignored',
-      'config.yaml:5: ipvs.strictARP: true: Switchboard does not implement this field; ignored',
-      'config.yaml:7: conntrack.maxPerCore: 65536: Switchboard does not implement this field; ignored',
-      'config.yaml:8: conntrack.tcpCloseWaitTimeout: "30m": Switchboard does not implement this field; ignored',
-      'config.yaml:10: logging.verbosity: 4: Switchboard does not implement this field; ignored',
-      'config.yaml:11: enableProfiling: true: Switchboard does not implement this field; ignored',
-    ]);
+    expect(warnings).toEqual([]);
+    expect(config.oomScoreAdj).toBe(-500);
+    expect(config.conntrack).toMatchObject({
+      maxPerCore: 65_536,
+      min: 262_144,
+      tcpEstablishedTimeoutMs: 7_200_000,
+      tcpCloseWaitTimeoutMs: 1_800_000,
+      udpTimeoutMs: 30_000,
+      udpStreamTimeoutMs: 120_000,
+    });
   });
 
   it('stay quiet for unimplemented fields at zero or at their default', () => {

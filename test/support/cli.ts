@@ -13,10 +13,23 @@ export interface Run {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function startCli(args: string[]): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
+export interface StartOptions {
+  /**
+   * A command that execs the CLI, e.g. `['ip', 'netns', 'exec', ns]` to run it in a network
+   * namespace (the child's pid is then still the CLI's own, since it execs).
+   */
+  prefix?: readonly string[];
+  /** the environment (default: this process's) */
+  env?: NodeJS.ProcessEnv;
+}
+
+export function startCli(args: string[], options: StartOptions = {}): Run {
+  const argv = [process.execPath, '--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args];
+  const [command = process.execPath, ...rest] = [...(options.prefix ?? []), ...argv];
+  const child = spawn(command, rest, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.env ? { env: options.env } : {}),
   });
   let stdout = '';
   let stderr = '';

@@ -82,3 +82,51 @@ The port of config.metricsBindAddress, or nothing when metrics are off ("").
 {{- define "switchboard.metricsPort" -}}
 {{- with .Values.config.metricsBindAddress }}{{ regexFind "[0-9]+$" . }}{{ end }}
 {{- end }}
+
+{{/*
+Where kubeconfig.fromConfigMap is mounted, and the file passed as --kubeconfig.
+*/}}
+{{- define "switchboard.kubeconfigDir" -}}
+/var/lib/switchboard
+{{- end }}
+{{- define "switchboard.kubeconfigFile" -}}
+{{ include "switchboard.kubeconfigDir" . }}/kubeconfig.conf
+{{- end }}
+
+{{/*
+Fails the install unless the proxy has a way to reach the API server that does not depend on the
+Service rules it is about to write: apiServer.host, kubeconfig.fromConfigMap, or an explicit
+apiServer.viaClusterIP.
+*/}}
+{{- define "switchboard.checkApiServer" -}}
+{{- $host := .Values.apiServer.host }}
+{{- $configMap := .Values.kubeconfig.fromConfigMap.name }}
+{{- $clusterIP := .Values.apiServer.viaClusterIP }}
+{{- $configKubeconfig := "" }}
+{{- with .Values.config.clientConnection }}{{ $configKubeconfig = .kubeconfig | default "" }}{{ end }}
+{{- if and $host $configMap }}
+{{- fail "\n\napiServer.host and kubeconfig.fromConfigMap both say how to reach the API server: set one of them." }}
+{{- end }}
+{{- if and $clusterIP (or $host $configMap) }}
+{{- fail "\n\napiServer.viaClusterIP: true asks for the kubernetes Service's ClusterIP, but apiServer.host or kubeconfig.fromConfigMap is set too: set one of them." }}
+{{- end }}
+{{- if and $configKubeconfig (not $configMap) }}
+{{- fail (printf "\n\nconfig.clientConnection.kubeconfig is %q, a file the pod does not have. Set kubeconfig.fromConfigMap (e.g. name=kube-proxy, key=kubeconfig.conf on kubeadm clusters) to mount one (it is passed as --kubeconfig, which takes precedence), or leave config.clientConnection.kubeconfig empty and use apiServer.host." $configKubeconfig) }}
+{{- end }}
+{{- if not (or $host $configMap $clusterIP) }}
+{{- fail `
+
+Switchboard needs the API server's own address: set apiServer.host (and apiServer.port, 6443 by
+default) or kubeconfig.fromConfigMap.
+
+Why: without them the pod would use its in-cluster default, the ClusterIP of the "kubernetes"
+Service (e.g. 10.96.0.1). A ClusterIP is virtual: it leads to the API server only once a service
+proxy has written this node's Service rules, and Switchboard is that service proxy. On a node whose
+rules are empty (a new or autoscaled node, a reboot without saved rules, a cluster created without
+kube-proxy) it could never connect, so the node would never get any Service rules.
+
+  --set apiServer.host=<control-plane IP or DNS name, or its load balancer> [--set apiServer.port=6443]
+  --set kubeconfig.fromConfigMap.name=kube-proxy   (kubeadm clusters: reuses kubeconfig.conf)
+  --set apiServer.viaClusterIP=true                (only if something else guarantees the rules)` }}
+{{- end }}
+{{- end }}
