@@ -4,6 +4,9 @@
  * addresses, the machine's iptables features. Building it validates every value that
  * will be printed (CIDRs, interface names), so the renderer can print without checks.
  */
+
+import { cidrContains, type IPFamily, isLoopback, parseIP } from '../../model/ip.js';
+import type { NodeInfo } from '../../model/types.js';
 import {
   type DetectLocalMode,
   formatMark,
@@ -13,8 +16,6 @@ import {
   nodeIPsOf,
   nodePortCIDRs,
 } from '../common/local-traffic.js';
-import { cidrContains, type IPFamily, isLoopback, parseIP } from '../../model/ip.js';
-import type { NodeInfo } from '../../model/types.js';
 
 export type { DetectLocalMode, LocalDetector } from '../common/local-traffic.js';
 export { formatMark } from '../common/local-traffic.js';
