@@ -96,7 +96,9 @@ function realServersOf(endpoints: readonly Endpoint[]): readonly RealServer[] {
 
 /** The `ipset save` form of a network in a hash:ip,port,net entry: a host network has no prefix. */
 function netEntry(cidr: string): string {
-  return cidr.endsWith('/32') || cidr.endsWith('/128') ? cidr.slice(0, cidr.lastIndexOf('/')) : cidr;
+  const slash = cidr.lastIndexOf('/');
+  const hostPrefix = cidr.includes(':') ? '128' : '32';
+  return cidr.slice(slash + 1) === hostPrefix ? cidr.slice(0, slash) : cidr;
 }
 
 export function renderServicePort(state: ServicePortState, ctx: IpvsRenderContext): PortContribution {
