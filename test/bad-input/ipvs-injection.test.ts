@@ -70,12 +70,42 @@ const without = (name: string) => baseObjects().filter((o) => metaOf(o).name !==
 describe.each(PAYLOADS)('payload %j in IPVS mode', (payload) => {
   it('in a Service name, port name, address or LB field: the Service is refused and nothing of it printed', () => {
     const edits: [string, (o: Raw) => void][] = [
-      ['web', (o) => void (metaOf(o).name = `web${payload}`)],
-      ['web', (o) => void ((specOf(o).ports as Raw[])[0]!.name = `http${payload}`)],
-      ['web', (o) => void (specOf(o).clusterIP = `172.30.0.42${payload}`)],
-      ['web', (o) => void (specOf(o).externalIPs = [`192.0.2.10${payload}`])],
-      ['lb', (o) => void ((o.status as Raw).loadBalancer = { ingress: [{ ip: `198.51.100.7${payload}` }] })],
-      ['lb', (o) => void (specOf(o).loadBalancerSourceRanges = [`203.0.113.0/24${payload}`])],
+      [
+        'web',
+        (o) => {
+          metaOf(o).name = `web${payload}`;
+        },
+      ],
+      [
+        'web',
+        (o) => {
+          (specOf(o).ports as Raw[])[0]!.name = `http${payload}`;
+        },
+      ],
+      [
+        'web',
+        (o) => {
+          specOf(o).clusterIP = `172.30.0.42${payload}`;
+        },
+      ],
+      [
+        'web',
+        (o) => {
+          specOf(o).externalIPs = [`192.0.2.10${payload}`];
+        },
+      ],
+      [
+        'lb',
+        (o) => {
+          (o.status as Raw).loadBalancer = { ingress: [{ ip: `198.51.100.7${payload}` }] };
+        },
+      ],
+      [
+        'lb',
+        (o) => {
+          specOf(o).loadBalancerSourceRanges = [`203.0.113.0/24${payload}`];
+        },
+      ],
     ];
     for (const [name, edit] of edits) {
       const objects = editing(name, edit);
