@@ -14,14 +14,7 @@ import { emptyTable } from '../iptables/restore-text.js';
 import type { IpvsRenderContext } from './context.js';
 import { insideCIDRs } from './context.js';
 import { IPSET_DEFINITIONS, type IpsetId } from './ipsets.js';
-import {
-  type IpsetState,
-  type IpvsIptables,
-  type IpvsState,
-  type RealServer,
-  type VirtualServer,
-  virtualServerKey,
-} from './state.js';
+import type { IpsetState, IpvsIptables, IpvsState, RealServer, VirtualServer } from './state.js';
 
 export interface IpvsRenderStats {
   servicePorts: number;
@@ -46,9 +39,11 @@ export interface IpvsRender extends IpvsState {
   stats: IpvsRenderStats;
 }
 
-/** A virtual server with its identity and its place in the ipvs section's order. */
+/**
+ * A virtual server with its sort key, which is also its identity (protocol, address,
+ * port), so that one native string sort orders them and one map de-duplicates them.
+ */
 interface KeyedVirtualServer {
-  key: string;
   sortKey: string;
   vs: VirtualServer;
 }
@@ -71,9 +66,15 @@ interface PortContribution {
 
 /** `4` + 8 hex digits or `6` + 32: sorts byte-wise as addresses sort numerically, IPv4 first. */
 function addressSortKey(address: string): string {
-  const ip = parseIP(address)!;
-  let key = ip.family === 'IPv4' ? '4' : '6';
-  for (const b of ip.bytes) key += b.toString(16).padStart(2, '0');
+  let key: string;
+  if (address.includes(':')) {
+    key = '6';
+    for (const b of parseIP(address)!.bytes) key += b.toString(16).padStart(2, '0');
+  } else {
+    // canonical IPv4 (four decimal octets): no parse needed
+    key = '4';
+    for (const octet of address.split('.')) key += Number(octet).toString(16).padStart(2, '0');
+  }
   return key;
 }
 
@@ -81,17 +82,13 @@ const portSortKey = (port: number) => port.toString(16).padStart(4, '0');
 
 /** The real servers of a list of endpoints: IP:port once each, masquerade, weight 1, sorted. */
 function realServersOf(endpoints: readonly Endpoint[]): readonly RealServer[] {
-  const byEndpoint = new Map<string, { sortKey: string; rs: RealServer }>();
+  const bySortKey = new Map<string, RealServer>();
   for (const ep of endpoints) {
-    if (byEndpoint.has(ep.endpoint)) continue;
-    byEndpoint.set(ep.endpoint, {
-      sortKey: addressSortKey(ep.ip) + portSortKey(ep.port),
-      rs: { address: ep.ip, port: ep.port, weight: 1, forwarding: 'masq' },
-    });
+    const sortKey = addressSortKey(ep.ip) + portSortKey(ep.port);
+    if (!bySortKey.has(sortKey))
+      bySortKey.set(sortKey, { address: ep.ip, port: ep.port, weight: 1, forwarding: 'masq' });
   }
-  return [...byEndpoint.values()]
-    .sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0))
-    .map((e) => e.rs);
+  return sortedValues(bySortKey);
 }
 
 /** The `ipset save` form of a network in a hash:ip,port,net entry: a host network has no prefix. */
@@ -134,11 +131,7 @@ export function renderServicePort(state: ServicePortState, ctx: IpvsRenderContex
       flags: ctx.schedulerFlags,
       realServers,
     };
-    virtualServers.push({
-      key: virtualServerKey(vs),
-      sortKey: `${sp.protocol} ${addressSortKey(address)}${portSortKey(port)}`,
-      vs,
-    });
+    virtualServers.push({ sortKey: `${sp.protocol} ${addressSortKey(address)}${portSortKey(port)}`, vs });
     realServerCount += realServers.length;
   };
   const bind = (address: string) => bound.push({ address, sortKey: addressSortKey(address) });
@@ -268,8 +261,10 @@ function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
   return true;
 }
 
-const bySortKey = (a: { sortKey: string }, b: { sortKey: string }) =>
-  a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0;
+/** The values in the order of their keys: a native string sort, no comparator calls. */
+function sortedValues<T>(byKey: ReadonlyMap<string, T>): T[] {
+  return [...byKey.keys()].sort().map((k) => byKey.get(k)!);
+}
 
 function assemble(
   snapshot: Snapshot,
@@ -277,8 +272,8 @@ function assemble(
   contributionOf: (sp: ServicePortState) => PortContribution,
 ): IpvsRender {
   const entries = new Map<IpsetId, Set<string>>(IPSET_DEFINITIONS.map((d) => [d.id, new Set<string>()]));
-  const virtualServers = new Map<string, KeyedVirtualServer>();
-  const bound = new Map<string, KeyedAddress>();
+  const virtualServers = new Map<string, VirtualServer>();
+  const bound = new Map<string, string>();
   const drops = new Set<string>();
   const internalServices = new Set<string>();
   const externalServices = new Set<string>();
@@ -290,19 +285,19 @@ function assemble(
       const target = entries.get(id as IpsetId)!;
       for (const entry of c.entries[id as IpsetId]!) target.add(entry);
     }
-    for (const kvs of c.virtualServers) {
-      const existing = virtualServers.get(kvs.key);
-      if (!existing) virtualServers.set(kvs.key, kvs);
-      else if (existing.vs !== kvs.vs && !sameVirtualServer(existing.vs, kvs.vs)) conflicts++;
+    for (const { sortKey, vs } of c.virtualServers) {
+      const existing = virtualServers.get(sortKey);
+      if (!existing) virtualServers.set(sortKey, vs);
+      else if (existing !== vs && !sameVirtualServer(existing, vs)) conflicts++;
     }
-    for (const a of c.bound) if (!bound.has(a.address)) bound.set(a.address, a);
+    for (const { sortKey, address } of c.bound) bound.set(sortKey, address);
     for (const d of c.outFilterDrops) drops.add(d);
     if (c.noLocalInternal) internalServices.add(sp.port.serviceKey);
     if (c.noLocalExternal) externalServices.add(sp.port.serviceKey);
   }
 
   // KUBE-IPVS-IPS holds exactly the addresses bound to kube-ipvs0.
-  const boundSorted = [...bound.values()].sort(bySortKey).map((a) => a.address);
+  const boundSorted = sortedValues(bound);
   const ipvsIPs = entries.get('ipvsIPs')!;
   for (const address of boundSorted) ipvsIPs.add(address);
 
@@ -318,7 +313,7 @@ function assemble(
 
   const nonEmpty = (id: IpsetId) => entries.get(id)!.size > 0;
   const iptables = helperRules(ctx, nonEmpty, [...drops]);
-  const sortedServers = [...virtualServers.values()].sort(bySortKey).map((k) => k.vs);
+  const sortedServers = sortedValues(virtualServers);
 
   let realServers = 0;
   for (const vs of sortedServers) realServers += vs.realServers.length;
