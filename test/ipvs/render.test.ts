@@ -128,6 +128,21 @@ describe('a ClusterIP service', () => {
   });
 });
 
+describe('the mark and MASQUERADE', () => {
+  it('follow masqueradeBit and the host iptables --random-fully support', () => {
+    const state = render([], { masqueradeBit: 5, randomFully: true });
+    expect(rules(state, 'nat', 'KUBE-POSTROUTING')).toEqual([
+      '-A KUBE-POSTROUTING -m mark ! --mark 0x00000020/0x00000020 -j RETURN',
+      '-A KUBE-POSTROUTING -j MARK --xor-mark 0x00000020',
+      '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
+    ]);
+    expect(rules(state, 'nat', 'KUBE-MARK-MASQ')).toEqual(['-A KUBE-MARK-MASQ -j MARK --or-mark 0x00000020']);
+    expect(rules(state, 'filter', 'KUBE-FORWARD')[0]).toContain(
+      '-m mark --mark 0x00000020/0x00000020 -j ACCEPT',
+    );
+  });
+});
+
 describe('the ClusterIP masquerade rule variant (spec §7 <MASQ>)', () => {
   const ports = [portState({}, [remote('10.180.0.2')])];
   const masqRule = (overrides: Parameters<typeof render>[1]) =>
@@ -354,6 +369,15 @@ describe('NodePorts (spec §3, §6)', () => {
     expect(rules(state, 'nat', 'KUBE-NODE-PORT')).toEqual([
       `-A KUBE-NODE-PORT -p udp ${COMMENT.nodePortLocalUDP} -m set --match-set KUBE-NODE-PORT-LOCAL-UDP dst -j RETURN`,
       `-A KUBE-NODE-PORT -p udp ${COMMENT.nodePortUDP} -m set --match-set KUBE-NODE-PORT-UDP dst -j KUBE-MARK-MASQ`,
+    ]);
+  });
+
+  it('TCP eTP Local: KUBE-NODE-PORT-LOCAL-TCP returns before KUBE-NODE-PORT-TCP marks', () => {
+    const state = render([np({ externalPolicyLocal: true }, [local('10.180.0.1')])], { interfaces });
+    expect(entries(state, 'nodePortLocalTCP')).toEqual(['30080']);
+    expect(rules(state, 'nat', 'KUBE-NODE-PORT')).toEqual([
+      `-A KUBE-NODE-PORT -p tcp ${COMMENT.nodePortLocalTCP} -m set --match-set KUBE-NODE-PORT-LOCAL-TCP dst -j RETURN`,
+      `-A KUBE-NODE-PORT -p tcp ${COMMENT.nodePortTCP} -m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ`,
     ]);
   });
 
