@@ -1,22 +1,25 @@
 #!/usr/bin/env node
 /**
- * switchboard: a kube-proxy compatible service proxy. Commands: render (dry-run), run.
+ * switchboard: a kube-proxy compatible service proxy (iptables or IPVS mode).
+ * Commands: render (dry-run), run, cleanup.
  */
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createIptablesBackends } from './backends/iptables/backend.js';
 import { cleanupIptables } from './backends/iptables/cleanup.js';
+import { formatIpvsState, formatSection, IPVS_SECTIONS, type IpvsSection } from './backends/ipvs/format.js';
 import { type HostFacts, loadHostFacts, neutralHostFacts } from './config/host.js';
 import {
   defaultKubeProxyConfiguration,
   type KubeProxyConfiguration,
   loadKubeProxyConfiguration,
+  type ProxyMode,
 } from './config/kubeproxy.js';
 import { formatProblem, InputError } from './errors.js';
 import { Conntrack } from './kernel/conntrack.js';
 import { ExecaRunner } from './kernel/exec.js';
 import { HostProcFiles } from './kernel/proc-files.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from './log.js';
 import type { IPFamily } from './model/ip.js';
 import { startProxyServers } from './server/proxy-servers.js';
 import { ClusterSource } from './sources/cluster.js';
@@ -27,7 +30,7 @@ import { checkServiceAddress } from './sources/service-address.js';
 import type { ObjectSource } from './sync/backend.js';
 import { ConntrackCleaner, ConntrackCleaningBackend } from './sync/conntrack-cleanup.js';
 import { applyNodeSettings } from './sync/node-settings.js';
-import { renderOnce } from './sync/render-once.js';
+import { renderIpvsOnce, renderOnce } from './sync/render-once.js';
 import {
   type BackendFactory,
   dryRunBackends,
@@ -58,12 +61,15 @@ async function readText(path: string): Promise<string> {
   }
 }
 
-export async function loadConfig(path: string | undefined, log: Logger): Promise<KubeProxyConfiguration> {
-  if (!path) return defaultKubeProxyConfiguration();
-  const { config, warnings } = loadKubeProxyConfiguration(await readText(path), path);
+/** The configuration file (or kube-proxy's defaults); `mode` (from `--mode`) overrides the file's. */
+export async function loadConfig(
+  path: string | undefined,
+  log: Logger,
+  mode?: ProxyMode,
+): Promise<KubeProxyConfiguration> {
+  if (!path) return defaultKubeProxyConfiguration(mode);
+  const { config, warnings } = loadKubeProxyConfiguration(await readText(path), path, mode ? { mode } : {});
   for (const w of warnings) log.warn(w);
-  if (config.mode === 'ipvs')
-    throw new InputError(`${path}: mode: ipvs is not implemented yet; use iptables`);
   return config;
 }
 
@@ -90,35 +96,61 @@ function parseFamilies(value: string): IPFamily[] {
   }
 }
 
+const PROXY_MODES: readonly ProxyMode[] = ['iptables', 'ipvs'];
+
 interface RenderOptions {
   from: string[];
   config?: string;
   host?: string;
   family: IPFamily;
-  mode: string;
+  mode?: ProxyMode;
+  section?: IpvsSection;
 }
 
 async function renderCommand(opts: RenderOptions, log: Logger): Promise<void> {
-  const config = await loadConfig(opts.config, log);
+  const config = await loadConfig(opts.config, log, opts.mode);
+  if (opts.section && config.mode !== 'ipvs') {
+    throw new InputError(
+      `--section ${opts.section}: sections exist in IPVS mode only (use --mode ipvs, or mode: ipvs in the configuration)`,
+    );
+  }
   const host = await loadHost(opts.host);
   const { events, notices } = await readManifests(opts.from);
   for (const n of notices) log.info(n);
-  const result = renderOnce({ events, config, host, family: opts.family });
+  const input = { events, config, host, family: opts.family };
+  let text: string;
+  let figures: Record<string, number>;
+  let result: ReturnType<typeof renderOnce> | ReturnType<typeof renderIpvsOnce>;
+  if (config.mode === 'ipvs') {
+    const ipvs = renderIpvsOnce(input);
+    result = ipvs;
+    text = opts.section ? formatSection(ipvs.render, opts.section) : formatIpvsState(ipvs.render);
+    const s = ipvs.render.stats;
+    figures = {
+      servicePorts: s.servicePorts,
+      endpoints: s.endpoints,
+      virtualServers: s.virtualServers,
+      realServers: s.realServers,
+      boundAddresses: s.boundAddresses,
+    };
+  } else {
+    const iptables = renderOnce(input);
+    result = iptables;
+    text = iptables.render.text;
+    figures = {
+      servicePorts: iptables.render.stats.servicePorts,
+      endpoints: iptables.render.stats.endpoints,
+    };
+  }
   for (const p of result.problems)
     log.warn({ object: p.ref, field: p.field }, `skipped: ${formatProblem(p)}`);
   if (!result.nodeFound)
     log.warn(
       `no Node object named ${JSON.stringify(result.nodeName)}: no topology labels or node IPs from it`,
     );
-  process.stdout.write(result.render.text);
-  const s = result.render.stats;
+  process.stdout.write(text);
   log.info(
-    {
-      family: opts.family,
-      servicePorts: s.servicePorts,
-      endpoints: s.endpoints,
-      skipped: result.problems.length,
-    },
+    { family: opts.family, mode: config.mode, ...figures, skipped: result.problems.length },
     'rendered',
   );
 }
@@ -127,6 +159,7 @@ interface RunOptions {
   from: string[];
   config?: string;
   host?: string;
+  mode?: ProxyMode;
   family: IPFamily[];
   once?: boolean;
   dryRun?: boolean;
@@ -195,7 +228,12 @@ function objectSource(
 }
 
 async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
-  let config = await loadConfig(opts.config, log);
+  let config = await loadConfig(opts.config, log, opts.mode);
+  if (config.mode === 'ipvs' && !opts.dryRun) {
+    throw new InputError(
+      'run: IPVS mode has no kernel applier wired in yet; use --dry-run to print what it would apply, or run in iptables mode',
+    );
+  }
   let host = await loadHost(opts.host);
   if (opts.hostnameOverride) {
     config = { ...config, hostnameOverride: opts.hostnameOverride };
@@ -254,20 +292,43 @@ async function cleanupCommand(log: Logger): Promise<void> {
   log.info({ removed }, removed === 0 ? 'nothing to clean up' : 'cleaned up');
 }
 
-export function buildProgram(log: Logger): Command {
+/**
+ * The command line. `logger()` gives the logger of this invocation: it exists once the
+ * global options (`--log-format`) have been read, i.e. inside every action.
+ */
+export function buildProgram(logger: () => Logger): Command {
   const program = new Command('switchboard')
-    .description('A kube-proxy compatible Kubernetes service proxy (iptables mode)')
+    .description('A kube-proxy compatible Kubernetes service proxy (iptables and IPVS modes)')
+    .addOption(
+      new Option(
+        '--log-format <format>',
+        'log lines on stderr: json, or text for people (default: text on a terminal, json otherwise)',
+      ).choices(LOG_FORMATS),
+    )
     .showHelpAfterError();
+  const modeOption = () =>
+    new Option(
+      '--mode <mode>',
+      "proxy mode (default: the configuration's mode, iptables without one)",
+    ).choices(PROXY_MODES);
 
   program
     .command('render')
-    .description('print the iptables-restore input for the given manifests (a dry run: nothing is applied)')
+    .description(
+      'print what a sync would apply for the given manifests (a dry run: nothing is applied): the iptables-restore input, or in IPVS mode the ipset, ipvs, kube-ipvs0 and iptables sections',
+    )
     .requiredOption('--from <path>', 'manifest file or directory (repeatable)', collect, [])
     .option('--config <file>', 'KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)')
     .option('--host <file>', 'HostFacts file: node name, interfaces, iptables features')
     .option('--family <family>', 'ipv4 or ipv6', parseFamily, 'IPv4' as IPFamily)
-    .addOption(new Option('--mode <mode>', 'proxy mode').choices(['iptables']).default('iptables'))
-    .action((opts: RenderOptions) => renderCommand(opts, log));
+    .addOption(modeOption())
+    .addOption(
+      new Option(
+        '--section <section>',
+        'IPVS mode: print only this section, without its header (e.g. --section ipset | ipset restore)',
+      ).choices(IPVS_SECTIONS),
+    )
+    .action((opts: RenderOptions) => renderCommand(opts, logger()));
 
   program
     .command('run')
@@ -284,13 +345,17 @@ export function buildProgram(log: Logger): Command {
     )
     .option('--config <file>', 'KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)')
     .option('--host <file>', 'HostFacts file: node name, interfaces, iptables features')
+    .addOption(modeOption())
     .addOption(
       new Option('--family <family>', 'ipv4, ipv6 or dual (one backend per family)')
         .argParser(parseFamilies)
         .default(['IPv4', 'IPv6'] as IPFamily[], 'dual'),
     )
     .option('--once', 'sync once and exit: 0 on success, 1 on failure')
-    .option('--dry-run', "print each sync's iptables-restore input on stdout instead of applying it")
+    .option(
+      '--dry-run',
+      "print each sync's iptables-restore input (IPVS mode: its four sections) on stdout instead of applying it",
+    )
     .option('--hostname-override <name>', 'the node name (overrides the configuration and host facts)')
     .option(
       '--healthz-bind-address <ip:port>',
@@ -300,35 +365,43 @@ export function buildProgram(log: Logger): Command {
       '--metrics-bind-address <ip:port>',
       'serve /metrics here (default: the configuration, 127.0.0.1:10249); empty disables',
     )
-    .action((opts: RunOptions) => runCommand(opts, log));
+    .action((opts: RunOptions) => runCommand(opts, logger()));
 
   program
     .command('cleanup')
     .description(
       'remove every chain and rule Switchboard or kube-proxy (iptables mode) created, both families, both iptables backends',
     )
-    .action(() => cleanupCommand(log));
+    .action(() => cleanupCommand(logger()));
 
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const log = createLogger();
+  let log: Logger | null = null;
+  const logger = () => {
+    log ??= createLogger();
+    return log;
+  };
+  const program = buildProgram(logger);
+  program.hook('preAction', () => {
+    log = createLogger({ format: program.opts<{ logFormat?: LogFormat }>().logFormat ?? 'auto' });
+  });
   try {
-    await buildProgram(log).parseAsync(argv);
+    await program.parseAsync(argv);
     return 0;
   } catch (e) {
     if (e instanceof CommandFailed) {
-      log.error(e.message);
+      logger().error(e.message);
       process.stderr.write(`switchboard: ${e.message}\n`);
       return e.exitCode;
     }
     if (e instanceof InputError) {
-      log.error(e.message);
+      logger().error(e.message);
       process.stderr.write(`switchboard: ${e.message}\n`);
       return 2;
     }
-    log.fatal({ err: e }, 'unexpected error');
+    logger().fatal({ err: e }, 'unexpected error');
     return 1;
   }
 }

@@ -13,6 +13,7 @@
  * named `...Ms` (e.g. `iptables.syncPeriodMs`); `formatGoDuration` prints one back the way Go does.
  */
 import { z } from 'zod';
+import { IPVS_SCHEDULERS } from '../backends/ipvs/state.js';
 import { InputError } from '../errors.js';
 import { parseCIDR, parseIP } from '../model/ip.js';
 import { formatGoDuration, parseGoDuration } from './duration.js';
@@ -265,9 +266,21 @@ type WireConfiguration = z.output<typeof wireSchema>;
 // ---------------------------------------------------------------------------------------------------
 // Defaults
 
-/** kube-proxy's defaults for an empty file. */
-export function defaultKubeProxyConfiguration(): KubeProxyConfiguration {
-  return applyDefaults({ apiVersion: KUBE_PROXY_API_VERSION, kind: KUBE_PROXY_KIND });
+/** kube-proxy's defaults for an empty file (in `mode`, iptables unless given). */
+export function defaultKubeProxyConfiguration(mode?: ProxyMode): KubeProxyConfiguration {
+  return applyDefaults({
+    apiVersion: KUBE_PROXY_API_VERSION,
+    kind: KUBE_PROXY_KIND,
+    ...(mode ? { mode } : {}),
+  });
+}
+
+export interface LoadOptions {
+  /**
+   * Run in this mode whatever the file's `mode` says (`--mode` on the command line): the
+   * mode's section is then the one validated and the one the sync periods come from.
+   */
+  mode?: ProxyMode;
 }
 
 /**
@@ -417,8 +430,6 @@ interface Problem {
 
 type AddProblem = (path: YamlPath, message: string, fallback?: YamlPath) => void;
 
-const IPVS_SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'sh', 'dh', 'sed', 'nq', ''];
-
 function validate(config: KubeProxyConfiguration, wire: WireConfiguration): Problem[] {
   const problems: Problem[] = [];
   const add: AddProblem = (path, message, fallback) => problems.push({ path, message, fallback });
@@ -469,10 +480,10 @@ function validate(config: KubeProxyConfiguration, wire: WireConfiguration): Prob
     ] as const) {
       if (ms < 0) add(['ipvs', field], 'must be greater than or equal to 0');
     }
-    if (!IPVS_SCHEDULERS.includes(ipvs.scheduler)) {
+    if (ipvs.scheduler !== '' && !(IPVS_SCHEDULERS as readonly string[]).includes(ipvs.scheduler)) {
       add(
         ['ipvs', 'scheduler'],
-        `must be one of ${IPVS_SCHEDULERS.filter(Boolean).join(', ')} or blank (rr)`,
+        `must be one of ${IPVS_SCHEDULERS.join(', ')} or blank (blank means rr), not ${JSON.stringify(ipvs.scheduler)}`,
       );
     }
     ipvs.excludeCIDRs.forEach((cidr, i) => {
@@ -608,12 +619,12 @@ const IGNORED_FIELDS: readonly IgnoredField[] = [
   { path: ['iptables', 'snatNodeInternalIP'] },
   { path: ['ipvs', 'syncPeriod'], defaults: [30 * SECOND], implementedInMode: 'ipvs' },
   { path: ['ipvs', 'minSyncPeriod'], defaults: [1 * SECOND], implementedInMode: 'ipvs' },
-  { path: ['ipvs', 'scheduler'], defaults: ['rr'] },
-  { path: ['ipvs', 'excludeCIDRs'] },
-  { path: ['ipvs', 'strictARP'] },
-  { path: ['ipvs', 'tcpTimeout'] },
-  { path: ['ipvs', 'tcpFinTimeout'] },
-  { path: ['ipvs', 'udpTimeout'] },
+  { path: ['ipvs', 'scheduler'], defaults: ['rr'], implementedInMode: 'ipvs' },
+  { path: ['ipvs', 'excludeCIDRs'], implementedInMode: 'ipvs' },
+  { path: ['ipvs', 'strictARP'], implementedInMode: 'ipvs' },
+  { path: ['ipvs', 'tcpTimeout'], implementedInMode: 'ipvs' },
+  { path: ['ipvs', 'tcpFinTimeout'], implementedInMode: 'ipvs' },
+  { path: ['ipvs', 'udpTimeout'], implementedInMode: 'ipvs' },
   { path: ['nftables', 'masqueradeAll'] },
   { path: ['nftables', 'masqueradeBit'], defaults: [14] },
   { path: ['nftables', 'syncPeriod'], defaults: [30 * SECOND] },
@@ -694,7 +705,11 @@ function unknownFieldMessage(path: YamlPath): string {
  * line, as `<source>:<line>: <field.path>: <reason>`; warnings (unknown fields, unimplemented fields set to
  * a non-default value, unknown feature gates) come back in the same format.
  */
-export function loadKubeProxyConfiguration(text: string, source: string): LoadedKubeProxyConfiguration {
+export function loadKubeProxyConfiguration(
+  text: string,
+  source: string,
+  options: LoadOptions = {},
+): LoadedKubeProxyConfiguration {
   const document = parseSingleYamlDocument(text, source);
   // Problems come out in file order, so that a long list reads top to bottom.
   const format = (problems: Problem[]): string[] =>
@@ -714,7 +729,9 @@ export function loadKubeProxyConfiguration(text: string, source: string): Loaded
   }
   checkTypeMeta(raw as Record<string, unknown>, fail);
 
-  const { wire, unknownFields } = parseWire(raw, fail);
+  const parsed = parseWire(raw, fail);
+  const { unknownFields } = parsed;
+  const wire = options.mode ? { ...parsed.wire, mode: options.mode } : parsed.wire;
   const config = applyDefaults(wire);
   const problems = validate(config, wire);
   if (problems.length > 0) fail(problems);

@@ -1,6 +1,7 @@
 /**
  * One render from a set of objects: what `switchboard render` prints and what the
- * golden tests check. The sync loop uses the same pieces with long-lived caches.
+ * golden tests check, in either mode. The sync loop uses the same pieces with long-lived
+ * caches.
  */
 
 import { buildRenderContext } from '../backends/iptables/context.js';
@@ -10,36 +11,61 @@ import {
   renderIptables,
   type SyncScope,
 } from '../backends/iptables/render.js';
+import { buildIpvsRenderContext } from '../backends/ipvs/context.js';
+import { type IpvsRender, renderIpvs } from '../backends/ipvs/render.js';
 import type { HostFacts } from '../config/host.js';
 import type { KubeProxyConfiguration } from '../config/kubeproxy.js';
 import type { ObjectProblem } from '../errors.js';
 import type { IPFamily } from '../model/ip.js';
 import { nodeInfoFrom, SnapshotBuilder } from '../model/snapshot.js';
 import { type ObjectEvent, ObjectStore } from '../model/store.js';
-import { iptablesOptions, resolveNodeName, topologyOptions } from './wiring.js';
+import type { NodeInfo, Snapshot } from '../model/types.js';
+import { iptablesOptions, ipvsOptions, resolveNodeName, topologyOptions } from './wiring.js';
 
 export interface RenderOnceInput {
   events: readonly ObjectEvent[];
   config: KubeProxyConfiguration;
   host: HostFacts;
   family: IPFamily;
+  /** iptables mode only: IPVS renders are always the whole desired state */
   scope?: SyncScope;
 }
 
-export interface RenderOnceResult {
-  render: IptablesRender;
+export interface RenderOnceResult<R = IptablesRender> {
+  render: R;
   problems: ObjectProblem[];
   nodeName: string;
   nodeFound: boolean;
 }
 
-export function renderOnce(input: RenderOnceInput): RenderOnceResult {
+interface Prepared {
+  snapshot: Snapshot;
+  node: NodeInfo;
+  problems: ObjectProblem[];
+  nodeName: string;
+  nodeFound: boolean;
+}
+
+/** The objects applied to a fresh store, and the family's snapshot of it: the same for both modes. */
+function prepare(input: RenderOnceInput): Prepared {
   const nodeName = resolveNodeName(input.config, input.host);
   const store = new ObjectStore(nodeName);
   for (const event of input.events) store.apply(event);
   const node = nodeInfoFrom(nodeName, store.node, { nodeIPs: input.host.nodeIPs });
   const snapshot = new SnapshotBuilder(input.family, topologyOptions(input.config)).build(store, node);
+  return { snapshot, node, problems: store.currentProblems(), nodeName, nodeFound: store.node !== null };
+}
+
+/** iptables mode: the restore input of one sync (full unless `scope` says otherwise). */
+export function renderOnce(input: RenderOnceInput): RenderOnceResult {
+  const { snapshot, node, ...rest } = prepare(input);
   const ctx = buildRenderContext(iptablesOptions(input.config, input.host), input.family, node);
-  const render = renderIptables(snapshot, ctx, input.scope ?? FULL_SYNC);
-  return { render, problems: store.currentProblems(), nodeName, nodeFound: store.node !== null };
+  return { render: renderIptables(snapshot, ctx, input.scope ?? FULL_SYNC), ...rest };
+}
+
+/** IPVS mode: the desired state after one sync on a clean node. */
+export function renderIpvsOnce(input: RenderOnceInput): RenderOnceResult<IpvsRender> {
+  const { snapshot, node, ...rest } = prepare(input);
+  const ctx = buildIpvsRenderContext(ipvsOptions(input.config, input.host), input.family, node);
+  return { render: renderIpvs(snapshot, ctx), ...rest };
 }

@@ -4,6 +4,7 @@
  * CLI picks manifests or the cluster, real iptables or dry-run, and adds health/metrics.
  */
 import { buildRenderContext } from '../backends/iptables/context.js';
+import { buildIpvsRenderContext } from '../backends/ipvs/context.js';
 import type { HostFacts } from '../config/host.js';
 import type { KubeProxyConfiguration } from '../config/kubeproxy.js';
 import { formatProblem } from '../errors.js';
@@ -13,9 +14,9 @@ import { nodeInfoFrom } from '../model/snapshot.js';
 import { type ObjectEvent, ObjectStore } from '../model/store.js';
 import type { ObjectSource, ProxyBackend, SyncObserver, SyncReport } from './backend.js';
 import type { Clock } from './clock.js';
-import { DryRunBackend, type TextSink } from './dry-run-backend.js';
+import { DryRunBackend, IpvsDryRunBackend, type TextSink } from './dry-run-backend.js';
 import { SyncLoop } from './loop.js';
-import { iptablesOptions, resolveNodeName, topologyOptions } from './wiring.js';
+import { iptablesOptions, ipvsOptions, resolveNodeName, topologyOptions } from './wiring.js';
 
 export interface BackendFactoryInput {
   families: readonly IPFamily[];
@@ -28,10 +29,14 @@ export interface BackendFactoryInput {
 /** Makes the backends, one per family, in the order given. */
 export type BackendFactory = (input: BackendFactoryInput) => ProxyBackend[] | Promise<ProxyBackend[]>;
 
-/** Backends that print the restore input of every sync to `out` (`run --dry-run`). */
+/** Backends that print what every sync would apply to `out` (`run --dry-run`), in the configuration's mode. */
 export function dryRunBackends(out: TextSink): BackendFactory {
   return ({ families, config, host }) =>
-    families.map((family) => new DryRunBackend(family, iptablesOptions(config, host), out));
+    families.map((family) =>
+      config.mode === 'ipvs'
+        ? new IpvsDryRunBackend(family, ipvsOptions(config, host), out)
+        : new DryRunBackend(family, iptablesOptions(config, host), out),
+    );
 }
 
 export interface ProxyOptions {
@@ -88,9 +93,12 @@ function missingNodeWarning(store: ObjectStore, log: Logger): SyncObserver {
  * CIDR or interface name is an error at startup rather than a sync failing forever.
  */
 function validateRenderOptions(input: BackendFactoryInput): void {
-  const options = iptablesOptions(input.config, input.host);
-  const node = nodeInfoFrom(input.nodeName, null, { nodeIPs: input.host.nodeIPs });
-  for (const family of input.families) buildRenderContext(options, family, node);
+  const { config, host } = input;
+  const node = nodeInfoFrom(input.nodeName, null, { nodeIPs: host.nodeIPs });
+  for (const family of input.families) {
+    if (config.mode === 'ipvs') buildIpvsRenderContext(ipvsOptions(config, host), family, node);
+    else buildRenderContext(iptablesOptions(config, host), family, node);
+  }
 }
 
 async function assemble(opts: ProxyOptions, loopStarts: boolean): Promise<RunningProxy> {

@@ -1,9 +1,10 @@
 /**
  * Glue between the configuration, the host facts and the backends: which node we are,
- * which options the iptables renderer gets, which topology features are on.
+ * which options each backend's renderer gets, which topology features are on.
  */
 import { hostname } from 'node:os';
 import type { IptablesOptions } from '../backends/iptables/context.js';
+import type { IpvsOptions } from '../backends/ipvs/context.js';
 import type { HostFacts } from '../config/host.js';
 import { featureEnabled, type KubeProxyConfiguration } from '../config/kubeproxy.js';
 import type { TopologyOptions } from '../model/categorize.js';
@@ -28,6 +29,27 @@ export function iptablesOptions(config: KubeProxyConfiguration, host: HostFacts)
     randomFully: host.iptables.randomFully,
     nfacct: host.iptables.nfacct,
     tcpBeLiberal: host.conntrack.tcpBeLiberal || config.conntrack.tcpBeLiberal,
+  };
+}
+
+/** What IPVS mode takes from the configuration and the host facts (the ipvs block and the shared fields). */
+export function ipvsOptions(config: KubeProxyConfiguration, host: HostFacts): IpvsOptions {
+  return {
+    scheduler: config.ipvs.scheduler,
+    masqueradeAll: config.iptables.masqueradeAll,
+    masqueradeBit: config.iptables.masqueradeBit,
+    detectLocalMode: config.detectLocalMode,
+    clusterCIDR: config.clusterCIDR,
+    bridgeInterface: config.detectLocal.bridgeInterface,
+    interfaceNamePrefix: config.detectLocal.interfaceNamePrefix,
+    nodePortAddresses: config.nodePortAddresses,
+    interfaces: host.interfaces,
+    randomFully: host.iptables.randomFully,
+    excludeCIDRs: config.ipvs.excludeCIDRs,
+    strictARP: config.ipvs.strictARP,
+    tcpTimeoutMs: config.ipvs.tcpTimeoutMs,
+    tcpFinTimeoutMs: config.ipvs.tcpFinTimeoutMs,
+    udpTimeoutMs: config.ipvs.udpTimeoutMs,
   };
 }
 

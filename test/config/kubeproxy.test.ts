@@ -500,3 +500,72 @@ describe('errors', () => {
     );
   });
 });
+
+describe('the ipvs block (mode: ipvs)', () => {
+  it('accepts every scheduler kube-proxy can run, mh included, and blank', () => {
+    for (const scheduler of [
+      'rr',
+      'wrr',
+      'lc',
+      'wlc',
+      'lblc',
+      'lblcr',
+      'dh',
+      'sh',
+      'sed',
+      'nq',
+      'mh',
+      '""',
+    ]) {
+      const { config, warnings } = load(`mode: ipvs\nipvs:\n  scheduler: ${scheduler}\n`);
+      expect(config.ipvs.scheduler).toBe(scheduler === '""' ? '' : scheduler);
+      expect(warnings).toEqual([]);
+    }
+  });
+
+  it('names file, line and field of an unknown scheduler', () => {
+    expect(loadError('mode: ipvs\nipvs:\n  scheduler: fastest\n').message).toBe(
+      'config.yaml:5: ipvs.scheduler: must be one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, mh or blank (blank means rr), not "fastest"',
+    );
+  });
+
+  it('names file, line and field of a negative timeout and of a bad excludeCIDR', () => {
+    const message = loadError(
+      'mode: ipvs\nipvs:\n  tcpTimeout: -1s\n  excludeCIDRs: [10.0.0.0/8, "10.0.0.0/33"]\n',
+    ).message;
+    expect(message.split('\n')).toEqual([
+      'config.yaml:5: ipvs.tcpTimeout: must be greater than or equal to 0',
+      'config.yaml:6: ipvs.excludeCIDRs[1]: must be a valid CIDR (got "10.0.0.0/33")',
+    ]);
+  });
+
+  it('carries excludeCIDRs, strictARP and the timeouts without warnings in ipvs mode', () => {
+    const { config, warnings } = load(
+      'mode: ipvs\nipvs:\n  excludeCIDRs: [10.0.0.0/8]\n  strictARP: true\n  tcpTimeout: 900s\n  tcpFinTimeout: 2m\n  udpTimeout: 10s\n',
+    );
+    expect(warnings).toEqual([]);
+    expect(config.ipvs).toMatchObject({
+      excludeCIDRs: ['10.0.0.0/8'],
+      strictARP: true,
+      tcpTimeoutMs: 900_000,
+      tcpFinTimeoutMs: 120_000,
+      udpTimeoutMs: 10_000,
+    });
+  });
+
+  it('a mode given by the caller overrides the file: its section is validated and sets the periods', () => {
+    const text = `${HEADER}mode: iptables\nipvs:\n  syncPeriod: 45s\n  scheduler: mh\n`;
+    const { config, warnings } = loadKubeProxyConfiguration(text, 'config.yaml', { mode: 'ipvs' });
+    expect(config.mode).toBe('ipvs');
+    expect(config.syncPeriodMs).toBe(45_000);
+    expect(warnings).toEqual([]);
+    expect(() =>
+      loadKubeProxyConfiguration(`${HEADER}ipvs:\n  scheduler: bogus\n`, 'config.yaml', { mode: 'ipvs' }),
+    ).toThrow(/config\.yaml:4: ipvs\.scheduler: /);
+    // kube-proxy checks the ipvs block only in ipvs mode
+    expect(
+      loadKubeProxyConfiguration(`${HEADER}ipvs:\n  scheduler: bogus\n`, 'config.yaml').config.mode,
+    ).toBe('iptables');
+    expect(defaultKubeProxyConfiguration('ipvs').mode).toBe('ipvs');
+  });
+});

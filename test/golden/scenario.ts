@@ -1,9 +1,12 @@
 /**
- * A golden scenario (fixtures/<name>/): its inputs, and the expected rule files per family.
+ * A golden scenario (fixtures/<name>/): its inputs, and the expected files per mode and
+ * family. A scenario is rendered in iptables mode for each iptables file it has and in
+ * IPVS mode (whatever its configuration's mode) for each IPVS file it has.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FULL_SYNC, type SyncScope } from '../../src/backends/iptables/render.js';
+import type { IpvsRender } from '../../src/backends/ipvs/render.js';
 import { type HostFacts, loadHostFacts, neutralHostFacts } from '../../src/config/host.js';
 import {
   defaultKubeProxyConfiguration,
@@ -13,16 +16,20 @@ import {
 import { parseYamlDocument, parseYamlDocuments } from '../../src/config/yaml.js';
 import type { IPFamily } from '../../src/model/ip.js';
 import { objectsFromDocuments } from '../../src/sources/manifests.js';
-import { type RenderOnceResult, renderOnce } from '../../src/sync/render-once.js';
+import { type RenderOnceResult, renderIpvsOnce, renderOnce } from '../../src/sync/render-once.js';
 
 export const FIXTURES = new URL('../../fixtures/', import.meta.url).pathname;
 
 export const RULE_FILES: Record<IPFamily, string> = { IPv4: 'iptables.rules', IPv6: 'ip6tables.rules' };
+export const IPVS_RULE_FILES: Record<IPFamily, string> = { IPv4: 'ipvs.rules', IPv6: 'ip6vs.rules' };
 
 export interface Scenario {
   name: string;
   dir: string;
+  /** the families with an iptables file */
   families: IPFamily[];
+  /** the families with an IPVS file */
+  ipvsFamilies: IPFamily[];
 }
 
 export function listScenarios(): Scenario[] {
@@ -30,10 +37,9 @@ export function listScenarios(): Scenario[] {
     .filter((d) => d.isDirectory() && existsSync(join(FIXTURES, d.name, 'cluster.yaml')))
     .map((d) => {
       const dir = join(FIXTURES, d.name);
-      const families = (Object.keys(RULE_FILES) as IPFamily[]).filter((f) =>
-        existsSync(join(dir, RULE_FILES[f])),
-      );
-      return { name: d.name, dir, families };
+      const present = (files: Record<IPFamily, string>) =>
+        (Object.keys(files) as IPFamily[]).filter((f) => existsSync(join(dir, files[f])));
+      return { name: d.name, dir, families: present(RULE_FILES), ipvsFamilies: present(IPVS_RULE_FILES) };
     })
     .sort((a, b) => (a.name < b.name ? -1 : 1));
 }
@@ -58,7 +64,7 @@ function loadScope(dir: string): SyncScope {
   };
 }
 
-export function renderScenario(s: Scenario, family: IPFamily): RenderOnceResult {
+function loadInputs(s: Scenario, mode: 'iptables' | 'ipvs') {
   const clusterPath = join(s.dir, 'cluster.yaml');
   const { events } = objectsFromDocuments(
     parseYamlDocuments(readFileSync(clusterPath, 'utf8'), clusterPath),
@@ -66,12 +72,23 @@ export function renderScenario(s: Scenario, family: IPFamily): RenderOnceResult 
   );
   const configPath = join(s.dir, 'config.yaml');
   const configText = readOptional(configPath);
+  // iptables files follow the configuration's mode; IPVS files are IPVS mode whatever it says.
+  const override = mode === 'ipvs' ? { mode } : {};
   const config: KubeProxyConfiguration =
     configText === null
-      ? defaultKubeProxyConfiguration()
-      : loadKubeProxyConfiguration(configText, configPath).config;
+      ? defaultKubeProxyConfiguration(override.mode)
+      : loadKubeProxyConfiguration(configText, configPath, override).config;
   const hostPath = join(s.dir, 'host.yaml');
   const hostText = readOptional(hostPath);
   const host: HostFacts = hostText === null ? neutralHostFacts() : loadHostFacts(hostText, hostPath);
-  return renderOnce({ events, config, host, family, scope: loadScope(s.dir) });
+  return { events, config, host };
+}
+
+export function renderScenario(s: Scenario, family: IPFamily): RenderOnceResult {
+  return renderOnce({ ...loadInputs(s, 'iptables'), family, scope: loadScope(s.dir) });
+}
+
+/** IPVS mode: the whole desired state (a scenario's sync.yaml, a partial-sync scope, does not apply). */
+export function renderIpvsScenario(s: Scenario, family: IPFamily): RenderOnceResult<IpvsRender> {
+  return renderIpvsOnce({ ...loadInputs(s, 'ipvs'), family });
 }
