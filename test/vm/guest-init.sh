@@ -63,7 +63,6 @@ mkdir -p $r/dev/pts $r/dev/shm
 mount -t devpts devpts $r/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $r/dev/shm
 mount -t tmpfs -o mode=0755 tmpfs $r/run || fail 'mount /run in the root'
-mount -t tmpfs -o mode=1777 tmpfs $r/tmp || fail 'mount /tmp in the root'
 mkdir -p "$r/lib/modules/$release"
 mount --bind "/lib/modules/$release" "$r/lib/modules/$release"
 
@@ -73,7 +72,6 @@ mkdir -p $r/run/sb-vm
 cp /bin/busybox $r/run/sb-vm/busybox
 chroot $r /bin/ln -sf /run/sb-vm/busybox /sbin/modprobe || fail 'install modprobe in the root'
 
-# After /tmp's tmpfs, so a share under /tmp is not hidden by it.
 mkdir -p "$r$SB_CTL_DIR"
 mount --bind /ctl "$r$SB_CTL_DIR" || fail "bind the control share at $SB_CTL_DIR"
 for share in $SB_SHARES; do

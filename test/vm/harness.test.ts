@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isCheckResult } from './guest/check.js';
-import { CHECKS_DIR, listGuestChecks } from './guest-checks.js';
+import { CHECKS_DIR, listGuestChecks, parseGuestStdout } from './guest-checks.js';
 import {
   BOOT_MODULES,
   type GuestKernel,
@@ -188,6 +188,16 @@ describe('guest checks', () => {
     expect(names).toContain('ipvs-traffic');
     expect(names.every((n) => /^[\w.-]+$/.test(n))).toBe(true);
     expect(CHECKS_DIR).toMatch(/test\/vm\/guest\/checks$/);
+  });
+
+  it('splits the guest stdout into results and other lines', () => {
+    const a = { name: 'a', ok: true, detail: 'fine', ms: 12 };
+    const b = { name: 'b', ok: false, detail: 'AssertionError: ...', ms: 3 };
+    const { results, otherStdout } = parseGuestStdout(
+      `${JSON.stringify(a)}\nstray output\n\n{"name":"c"}\n${JSON.stringify(b)}\n`,
+    );
+    expect([...results.values()]).toEqual([a, b]);
+    expect(otherStdout).toEqual(['stray output', '{"name":"c"}']);
   });
 
   it('recognises result lines', () => {

@@ -1,19 +1,24 @@
 /**
  * Debugging entry point: boots the VM guest and runs one command in it, streaming its output.
  *
- *   npx tsx test/vm/run.ts [--console] [--timeout SECONDS] [--share DIR]... -- COMMAND [ARG...]
+ *   npx tsx test/vm/run.ts [--build] [--console] [--timeout SECONDS] [--share DIR]... -- COMMAND [ARG...]
  *
- * e.g. `npx tsx test/vm/run.ts -- ipvsadm -Ln`, or a shell for several commands:
- * `npx tsx test/vm/run.ts -- sh -c 'ip link add kube-ipvs0 type dummy && ip -d link show kube-ipvs0'`.
+ * --build bundles the guest code into dist/vm/ first (as the VM test does), --console shows the
+ * guest's console (kernel warnings, boot stages), --share mounts a host directory read-write.
+ * e.g. `npx tsx test/vm/run.ts -- ipvsadm -Ln`, a shell for several commands:
+ * `npx tsx test/vm/run.ts -- sh -c 'ip link add kube-ipvs0 type dummy && ip -d link show kube-ipvs0'`,
+ * or some guest checks: `npx tsx test/vm/run.ts --build -- node dist/vm/test/vm/guest/main.js ipvs-traffic`.
  * Exits with the command's exit code. Timings go to stderr.
  */
 import { parseArgs } from 'node:util';
+import { buildGuestBundle } from './guest-checks.js';
 import { findCachedKernel } from './kernel.js';
 import { GuestRunError, runInGuest } from './runner.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
+    build: { type: 'boolean', default: false },
     console: { type: 'boolean', default: false },
     timeout: { type: 'string', default: '600' },
     share: { type: 'string', multiple: true, default: [] },
@@ -23,7 +28,7 @@ const { values, positionals } = parseArgs({
 
 if (values.help || positionals.length === 0) {
   process.stderr.write(
-    'usage: npx tsx test/vm/run.ts [--console] [--timeout SECONDS] [--share DIR]... -- COMMAND [ARG...]\n',
+    'usage: npx tsx test/vm/run.ts [--build] [--console] [--timeout SECONDS] [--share DIR]... -- COMMAND [ARG...]\n',
   );
   process.exit(positionals.length === 0 && !values.help ? 2 : 0);
 }
@@ -34,6 +39,7 @@ if (!found.ok) {
   process.exit(2);
 }
 
+if (values.build) await buildGuestBundle();
 try {
   const r = await runInGuest({
     command: positionals,

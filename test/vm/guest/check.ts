@@ -2,7 +2,8 @@
  * What a guest check is. A check is one file, `test/vm/guest/checks/<name>.ts`, whose default
  * export is an async function taking a CheckContext; it passes unless it throws. It runs as
  * root inside the VM guest (Debian's kernel: ip_vs, dummy, ipset, ... all there), with the
- * host's real tools and the project's compiled code (`../../../../src/...js`). It may change
+ * host's real tools; it imports the project's code from its sources (`../../../../src/...js`),
+ * bundled with it into dist/vm/ (test/vm/guest-checks.ts). It may change
  * anything in the guest, but should keep to namespaces it creates (`t.scratchNetns()`,
  * `t.topology()`) so the checks after it start from a clean guest. Optional: export
  * `timeoutMs` (default DEFAULT_CHECK_TIMEOUT_MS).
@@ -23,6 +24,10 @@ import type { ScratchNetns, Topology } from '../../kernel/netns.js';
 export interface CheckContext {
   /** Runs a command in the guest's root namespace (execa; throws on a non-zero exit unless `reject: false`). */
   readonly sh: CommandRunner;
+  /** The checkout (the host's, seen read-only through the overlay: writes stay in the guest). */
+  readonly repoRoot: string;
+  /** The bundled switchboard CLI: `node <cli> run ...` (built from the sources on every test run). */
+  readonly cli: string;
   /** A line for the check's detail, shown in the test output (and on failure, with the error). */
   note(line: string): void;
   /** Runs after the check, whether it passed or not; the last registered runs first. */

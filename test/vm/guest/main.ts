@@ -1,14 +1,21 @@
 /**
- * The guest-side entry (compiled to dist/test/vm/guest/main.js, run by plain node in the VM):
+ * The guest-side entry (bundled to dist/vm/test/vm/guest/main.js, run by plain node in the VM):
  * runs the named checks one after another and prints one JSON line per check
  * (CheckResult: {name, ok, detail, ms}) on stdout as each ends. Anything else the checks
  * print goes to stderr, so stdout stays parseable.
  *
- *   node dist/test/vm/guest/main.js CHECK...     (names of files in test/vm/guest/checks/)
+ *   node dist/vm/test/vm/guest/main.js CHECK...     (names of files in test/vm/guest/checks/)
  */
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ExecaRunner } from '../../../src/kernel/exec.js';
 import { createScratchNetns, Topology } from '../../kernel/netns.js';
 import { type CheckContext, type CheckResult, DEFAULT_CHECK_TIMEOUT_MS, type GuestCheck } from './check.js';
+
+// This file is dist/vm/test/vm/guest/main.js; the bundle mirrors the repository's layout.
+const BUNDLE_DIR = fileURLToPath(new URL('../../../', import.meta.url));
+const REPO_ROOT = dirname(dirname(BUNDLE_DIR));
+const GUEST_CLI = join(BUNDLE_DIR, 'src', 'cli.js');
 
 interface CheckModule {
   default?: GuestCheck;
@@ -31,6 +38,8 @@ async function runCheck(name: string): Promise<CheckResult> {
   const cleanups: Array<() => unknown> = [];
   const t: CheckContext = {
     sh: new ExecaRunner(),
+    repoRoot: REPO_ROOT,
+    cli: GUEST_CLI,
     note: (line) => notes.push(line),
     defer: (cleanup) => cleanups.push(cleanup),
     scratchNetns: async () => {
@@ -47,7 +56,8 @@ async function runCheck(name: string): Promise<CheckResult> {
   let error: unknown;
   try {
     if (!/^[\w.-]+$/.test(name)) throw new Error(`bad check name ${JSON.stringify(name)}`);
-    const mod = (await import(`./checks/${name}.js`)) as CheckModule;
+    // A URL, not a literal template: the bundler must leave this import to run time.
+    const mod = (await import(new URL(`./checks/${name}.js`, import.meta.url).href)) as CheckModule;
     if (typeof mod.default !== 'function') {
       throw new Error(`test/vm/guest/checks/${name}.ts has no default export function`);
     }
@@ -76,7 +86,7 @@ async function runCheck(name: string): Promise<CheckResult> {
 
 const names = process.argv.slice(2);
 if (names.length === 0) {
-  process.stderr.write('usage: node dist/test/vm/guest/main.js CHECK...\n');
+  process.stderr.write('usage: node dist/vm/test/vm/guest/main.js CHECK...\n');
   process.exit(2);
 }
 let failed = 0;
