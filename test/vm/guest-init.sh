@@ -30,13 +30,13 @@ stage init
 mount -t sysfs sysfs /sys || fail 'mount /sys'
 mount -t devtmpfs devtmpfs /dev || fail 'mount /dev'
 
-# In dependency order, worked out on the host (test/vm/kernel.ts): one insmod each, no
-# modprobe (busybox modprobe re-reads modules.dep on every call). Soft dependencies are optional.
+# What it takes to mount the host's root: insmod in dependency order, worked out on the host
+# (test/vm/kernel.ts). Soft dependencies are optional.
 while read -r need module params; do
   # shellcheck disable=SC2086 # params is a word list
   insmod "/boot-modules/$module" $params || [ "$need" = optional ] || fail "insmod $module $params"
-done </boot-modules/order
-stage 'modules loaded'
+done </boot-modules/insmod
+stage 'share modules loaded'
 
 p9='trans=virtio,version=9p2000.L,msize=512000'
 mount -t 9p -o "$p9,ro,cache=loose" hostroot /lower || fail 'mount the host root (9p hostroot)'
@@ -49,6 +49,19 @@ mount -t 9p -o "$p9" sbctl /ctl || fail 'mount the control share (9p sbctl)'
 release="$(uname -r)"
 mkdir -p "/lib/modules/$release"
 mount --bind "/lower$SB_MODULES_DIR" "/lib/modules/$release" || fail "bind the module tree $SB_MODULES_DIR"
+
+# The rest (ip_vs, ipset, netfilter, dummy, ...) in ONE modprobe: a process start is the
+# expensive part under TCG. Parameters come from /etc/modprobe.d/sb-vm.conf.
+optional=''
+required=''
+while read -r need module; do
+  if [ "$need" = optional ]; then optional="$optional $module"; else required="$required $module"; fi
+done </boot-modules/modprobe
+# shellcheck disable=SC2086 # word lists
+[ -z "$optional" ] || modprobe -a $optional 2>/dev/null
+# shellcheck disable=SC2086
+modprobe -a $required || fail "modprobe -a$required"
+stage 'modules loaded'
 
 mount -t tmpfs -o mode=0755 tmpfs /upper || fail 'mount the overlay tmpfs'
 mkdir -p /upper/rw /upper/work
@@ -83,11 +96,12 @@ done
 
 # The C library re-reads these on every lookup (ipset resolves protocol names per line): a
 # read over 9p each time is slow. Writing them copies them up into the tmpfs.
+nss=''
 for f in protocols services hosts ethertypes nsswitch.conf passwd group; do
-  if [ -f "/lower/etc/$f" ]; then
-    cat "/lower/etc/$f" >"$r/etc/$f.sb-vm" && mv "$r/etc/$f.sb-vm" "$r/etc/$f"
-  fi
+  [ -f "/lower/etc/$f" ] && nss="$nss /lower/etc/$f"
 done
+# shellcheck disable=SC2086 # a word list
+[ -z "$nss" ] || cp -L $nss $r/etc/ || fail 'copy the NSS files'
 hostname sb-vm
 ip link set lo up
 

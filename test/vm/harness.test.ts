@@ -13,12 +13,15 @@ import { CHECKS_DIR, listGuestChecks, parseGuestStdout } from './guest-checks.js
 import {
   BOOT_MODULES,
   type GuestKernel,
+  INITRAMFS_MODULES,
+  modprobeOptions,
   moduleName,
   orderModules,
   parseAliases,
   parseBuiltin,
   parseModulesDep,
   parseSoftdeps,
+  splitBootModules,
 } from './kernel.js';
 import { qemuArgs, renderRunScript, renderSpec, shQuote } from './runner.js';
 
@@ -97,12 +100,34 @@ describe('module order', () => {
     expect(parseSoftdeps('license=GPL\0depends=x\0')).toEqual([]);
   });
 
+  it('modprobes what the initramfs did not load, soft dependencies first, with options for modprobe.d', () => {
+    const softdepsOf = (path: string) => (path.endsWith('libcrc32c.ko') ? ['crc32c_generic'] : []);
+    const initramfs = orderModules({ deps }, [['libcrc32c']]);
+    const all = orderModules({ deps, softdepsOf }, [['ip_vs'], ['dummy', 'numdummies=0']]);
+    const { modprobe } = splitBootModules(initramfs, all);
+    expect(modprobe.map((m) => `${m.optional ? '?' : ''}${m.name}`)).toEqual([
+      '?crc32c_generic',
+      'nf_defrag_ipv4',
+      'nf_conntrack',
+      'ip_vs',
+      'dummy',
+    ]);
+    expect(modprobeOptions(modprobe)).toBe('options dummy numdummies=0\n');
+  });
+
   it('wants every IPVS scheduler and dummy without dummy0', () => {
     const names = BOOT_MODULES.map(([n]) => n);
     for (const s of ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed', 'nq', 'mh']) {
       expect(names).toContain(`ip_vs_${s}`);
     }
     expect(BOOT_MODULES).toContainEqual(['dummy', 'numdummies=0']);
+    expect(INITRAMFS_MODULES.map(([n]) => n)).toEqual([
+      'virtio_pci',
+      'virtio_console',
+      '9pnet_virtio',
+      '9p',
+      'overlay',
+    ]);
   });
 });
 
