@@ -1,7 +1,8 @@
 /**
  * Real IPVS traffic: a VIP on kube-ipvs0 in the node namespace, `-s rr` over two pods in
- * masquerade mode (`-m`), echo servers in the pods. Connections from the node namespace and
- * from the external host land on both pods, evenly (rr).
+ * masquerade mode (`-m`), echo servers in the pods. Connections from the node namespace (whose
+ * source is the VIP itself) and from the external host land on both pods, evenly (rr), and
+ * each is an IPVS connection entry.
  */
 import assert from 'node:assert/strict';
 import { EXTERNAL_IPV4, tally } from '../../../kernel/netns.js';
@@ -56,6 +57,19 @@ export default async function (t: CheckContext): Promise<void> {
   for (const r of fromOutside) if (r.ok) assert.equal(r.peer, EXTERNAL_IPV4, `source seen by ${r.name}`);
   t.note(`from the external host: ${JSON.stringify(outsideTally)} (source kept: ${EXTERNAL_IPV4})`);
 
-  const stats = (await node.run('ipvsadm', ['-Ln', '--stats'])).stdout;
-  t.note(stats.trim());
+  // IPVS itself carried them: one connection entry per connection, source kept, on its real
+  // server. (Not `--stats`: the kernel sums those counters every 2 s, so they lag.)
+  const entries = (await node.run('ipvsadm', ['-Lnc'])).stdout;
+  const perRoute: Record<string, number> = {};
+  for (const m of entries.matchAll(/^TCP\s+\S+\s+\S+\s+([\d.]+):\d+\s+([\d.:]+)\s+([\d.]+):(\d+)\s*$/gm)) {
+    assert.equal(m[2], `${VIP}:${PORT}`, m[0]);
+    const key = `${m[1]} -> ${m[3]}:${m[4]}`;
+    perRoute[key] = (perRoute[key] ?? 0) + 1;
+  }
+  const expected: Record<string, number> = {};
+  for (const source of [VIP, EXTERNAL_IPV4]) {
+    for (const pod of topo.pods) expected[`${source} -> ${pod.ipv4}:${TARGET_PORT}`] = CONNECTIONS / 2;
+  }
+  assert.deepEqual(perRoute, expected, `ipvsadm -Lnc:\n${entries}`);
+  t.note(`IPVS connection entries: ${JSON.stringify(perRoute)}`);
 }
