@@ -13,7 +13,7 @@
 import { parseArgs } from 'node:util';
 import { buildGuestBundle } from './guest-checks.js';
 import { findCachedKernel } from './kernel.js';
-import { GuestRunError, runInGuest } from './runner.js';
+import { GuestRunError, runInGuest, stopAllGuests } from './runner.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -39,6 +39,12 @@ if (!found.ok) {
   process.exit(2);
 }
 
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    stopAllGuests();
+    process.exit(130);
+  });
+}
 if (values.build) await buildGuestBundle();
 try {
   const r = await runInGuest({

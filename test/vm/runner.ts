@@ -42,6 +42,8 @@ export interface GuestRunOptions {
   cwd?: string;
   /** Hard limit for boot + command; qemu is killed after it. Default 10 minutes. */
   timeoutMs?: number;
+  /** Limit for the boot alone (until the command starts). Default 3 minutes (~8 s on an idle machine). */
+  bootTimeoutMs?: number;
   /** Host directories mounted read-write at the same path in the guest. */
   shares?: readonly string[];
   memoryMiB?: number;
@@ -81,6 +83,7 @@ export class GuestRunError extends Error {
 /** PATH in the guest: the host's real tools; busybox's applets exist only in the initramfs. */
 export const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_TIMEOUT_MS = 10 * 60_000;
+const DEFAULT_BOOT_TIMEOUT_MS = 3 * 60_000;
 const QEMU = 'qemu-system-x86_64';
 
 /** Quotes a word for sh (dash in the guest). */
@@ -171,18 +174,32 @@ export function qemuArgs(o: {
   ];
 }
 
-/* Every qemu this process started, killed if the process exits first (a killed test run). */
-const liveQemus = new Set<ChildProcess>();
+/*
+ * What each run in flight must undo (kill its qemu and FIFO readers by PID, remove its temp
+ * directory), done synchronously if this process exits first (a killed test run).
+ */
+const inFlight = new Set<() => void>();
 let exitHookInstalled = false;
-function track(child: ChildProcess): void {
+
+/** Stops every guest this process started and removes their temp directories (sync). */
+export function stopAllGuests(): void {
+  for (const cleanup of inFlight) cleanup();
+}
+
+function registerCleanup(cleanup: () => void): () => void {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
-    process.on('exit', () => {
-      for (const c of liveQemus) c.kill('SIGKILL');
-    });
+    process.on('exit', stopAllGuests);
   }
-  liveQemus.add(child);
-  child.once('exit', () => liveQemus.delete(child));
+  let done = false;
+  const once = () => {
+    if (done) return;
+    done = true;
+    inFlight.delete(once);
+    cleanup();
+  };
+  inFlight.add(once);
+  return once;
 }
 
 /** Reads a FIFO to its end with `cat` (opening it blocks until qemu opens the other end). */
@@ -228,8 +245,11 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
   const initramfs = ensureInitramfs(kernel);
 
   const tmp = mkdtempSync(join(realpathSync(tmpdir()), 'sb-vm-'));
-  const readers: ChildProcess[] = [];
-  let qemu: ChildProcess | undefined;
+  const children: ChildProcess[] = [];
+  const cleanup = registerCleanup(() => {
+    for (const c of children) killByPid(c);
+    rmSync(tmp, { recursive: true, force: true });
+  });
   try {
     const ctlDir = join(tmp, 'ctl');
     mkdirSync(ctlDir);
@@ -251,7 +271,7 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
 
     const out = readFifo(stdoutFifo, (c) => options.onStdout?.(c));
     const err = readFifo(stderrFifo, (c) => options.onStderr?.(c));
-    readers.push(out.child, err.child);
+    children.push(out.child, err.child);
 
     const args = qemuArgs({
       kernel,
@@ -270,8 +290,7 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
     let consoleText = '';
     let qemuStderr = '';
     const vm = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    qemu = vm;
-    track(vm);
+    children.push(vm);
     vm.stdout!.setEncoding('utf8');
     vm.stdout!.on('data', (chunk: string) => {
       consoleText += chunk;
@@ -285,11 +304,18 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
     });
 
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    let timedOut = false;
+    const bootTimeoutMs = Math.min(options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS, timeoutMs);
+    let timedOut: 'boot' | 'run' | undefined;
     const timer = setTimeout(() => {
-      timedOut = true;
+      timedOut = 'run';
       killByPid(vm);
     }, timeoutMs);
+    // A guest that hangs while booting (a kernel or /init problem) is stopped early.
+    const bootTimer = setTimeout(() => {
+      if (runStart !== undefined) return;
+      timedOut = 'boot';
+      killByPid(vm);
+    }, bootTimeoutMs);
     const exit = await new Promise<{ code: number | null; signal: string | null; error?: Error }>(
       (resolve) => {
         vm.once('error', (error) => resolve({ code: null, signal: null, error }));
@@ -297,11 +323,13 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
       },
     );
     clearTimeout(timer);
+    clearTimeout(bootTimer);
     const ended = performance.now();
     // qemu has closed its ends of the FIFOs; a cat still blocked in open() never saw it start.
     const fifoGrace = new Promise<void>((r) => setTimeout(r, 2000));
     await Promise.race([Promise.all([out.done, err.done]), fifoGrace]);
-    for (const r of readers) killByPid(r);
+    killByPid(out.child);
+    killByPid(err.child);
     const [stdout, stderr] = await Promise.all([out.done, err.done]);
 
     const bootMs = Math.round((runStart ?? ended) - started);
@@ -309,11 +337,11 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
     const partial = { stdout, stderr, bootMs, runMs, console: consoleText, qemuStderr };
     const exitFile = join(ctlDir, 'exit-code');
     if (timedOut) {
-      throw new GuestRunError(
-        `runInGuest: timed out after ${timeoutMs} ms (${runStart === undefined ? 'still booting' : 'command still running'}); qemu killed${describeTail(partial)}`,
-        'timeout',
-        partial,
-      );
+      const what =
+        timedOut === 'boot'
+          ? `the guest did not start the command within ${bootTimeoutMs} ms`
+          : `timed out after ${timeoutMs} ms (${runStart === undefined ? 'still booting' : 'command still running'})`;
+      throw new GuestRunError(`runInGuest: ${what}; qemu killed${describeTail(partial)}`, 'timeout', partial);
     }
     if (exit.error)
       throw new GuestRunError(`runInGuest: could not start ${QEMU}: ${exit.error.message}`, 'qemu', partial);
@@ -328,9 +356,7 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
     const exitCode = Number(readFileSync(exitFile, 'utf8').trim());
     return { exitCode, stdout, stderr, bootMs, runMs, console: consoleText };
   } finally {
-    if (qemu) killByPid(qemu);
-    for (const r of readers) killByPid(r);
-    rmSync(tmp, { recursive: true, force: true });
+    cleanup();
   }
 }
 
