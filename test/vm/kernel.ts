@@ -16,6 +16,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   readlinkSync,
   renameSync,
@@ -411,5 +412,17 @@ export function ensureInitramfs(kernel: GuestKernel): string {
   } finally {
     rmSync(stage, { recursive: true, force: true });
   }
+  removeOldInitramfs(kernel.dir, target);
   return target;
+}
+
+/** Initramfs files of earlier init scripts or module lists, unused for an hour (qemu reads its copy at start). */
+function removeOldInitramfs(dir: string, keep: string): void {
+  const hourAgo = Date.now() - 3600_000;
+  for (const f of readdirSync(dir)) {
+    const path = join(dir, f);
+    if (/^initramfs-[0-9a-f]{16}\.cpio$/.test(f) && path !== keep && statSync(path).mtimeMs < hourAgo) {
+      rmSync(path, { force: true });
+    }
+  }
 }
