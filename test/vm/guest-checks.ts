@@ -19,7 +19,7 @@ export const CHECKS_DIR = join(REPO_ROOT, 'test', 'vm', 'guest', 'checks');
 /** The bundle: `dist/vm/<path in the repo>.js` for each entry point, plus `dist/vm/chunks/`. */
 export const GUEST_BUNDLE_DIR = join(REPO_ROOT, 'dist', 'vm');
 export const GUEST_MAIN = join(GUEST_BUNDLE_DIR, 'test', 'vm', 'guest', 'main.js');
-/** The switchboard CLI, bundled: `node dist/vm/src/cli.js run ...` starts in seconds in the guest. */
+/** The switchboard CLI, bundled: `node dist/vm/src/cli.js --help` takes ~8 s in the guest (unbundled ~1 min). */
 export const GUEST_CLI = join(GUEST_BUNDLE_DIR, 'src', 'cli.js');
 
 /** The checks, by name (`checks/<name>.ts`), in the order they run: by name. */
