@@ -16,6 +16,8 @@
  * `sb-<pid>-*` namespaces whose pid is gone.
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import {
@@ -26,8 +28,21 @@ import {
   type RunResult,
 } from '../../src/kernel/exec.js';
 
-const SERVER_SCRIPT = fileURLToPath(new URL('./servers/echo-server.mjs', import.meta.url));
-const CLIENT_SCRIPT = fileURLToPath(new URL('./servers/client.mjs', import.meta.url));
+/**
+ * test/kernel/servers/, found from this module's location upwards: this file is also bundled
+ * into dist/vm/ for the VM guest (test/vm/), where import.meta.url is a chunk's.
+ */
+function serversDir(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
+    for (const candidate of [join(dir, 'servers'), join(dir, 'test', 'kernel', 'servers')]) {
+      if (existsSync(join(candidate, 'echo-server.mjs'))) return candidate;
+    }
+  }
+  throw new Error(`netns.ts: test/kernel/servers/ not found above ${fileURLToPath(import.meta.url)}`);
+}
+const SERVERS_DIR = serversDir();
+const SERVER_SCRIPT = join(SERVERS_DIR, 'echo-server.mjs');
+const CLIENT_SCRIPT = join(SERVERS_DIR, 'client.mjs');
 
 export const NODE_IPV4 = '192.168.0.2';
 export const NODE_IPV6 = 'fd00:192:168::2';
