@@ -126,12 +126,14 @@ export interface StateSpec {
 
 /** A whole IpvsState: all 17 sets (empty unless given), sorted as the contract says. */
 export function ipvsState(family: IPFamily, spec: StateSpec = {}): IpvsState {
-  const ipsets: IpsetState[] = IPSET_DEFINITIONS.map((d) => ({
-    name: ipsetName(d.id, family),
-    type: d.type,
-    family: d.type === 'bitmap:port' ? null : family === 'IPv4' ? 'inet' : 'inet6',
-    entries: [...(spec.sets?.[d.id] ?? [])].sort(),
-  })).sort((a, b) => (a.name < b.name ? -1 : 1));
+  const ipsets: IpsetState[] = IPSET_DEFINITIONS.map(
+    (d): IpsetState => ({
+      name: ipsetName(d.id, family),
+      type: d.type,
+      family: d.type === 'bitmap:port' ? null : family === 'IPv4' ? 'inet' : 'inet6',
+      entries: [...(spec.sets?.[d.id] ?? [])].sort(),
+    }),
+  ).sort((a, b) => (a.name < b.name ? -1 : 1));
   return {
     family,
     ipsets,

@@ -21,6 +21,8 @@ export interface KernelIpset {
   family: SetFamily | null;
   /** canonical entries */
   entries: Set<string>;
+  /** create options as read (`maxelem`, `range`, ...); absent when written by Switchboard */
+  options?: Readonly<Record<string, string>>;
 }
 
 export interface KernelIpvsState {
@@ -77,8 +79,10 @@ export async function readKernelState(
   for (const name of await tools.ipset.listNames()) {
     if (!isOwnedSetName(name)) continue;
     const saved = await tools.ipset.save(name);
-    if (saved)
-      ipsets.set(name, { name, type: saved.type, family: saved.family, entries: new Set(saved.entries) });
+    if (saved) {
+      const { type, family: setFamily, entries, options } = saved;
+      ipsets.set(name, { name, type, family: setFamily, entries: new Set(entries), options });
+    }
   }
   const addresses = await tools.link.addresses(link, family);
   return { family, virtualServers, ipsets, boundAddresses: addresses === null ? null : new Set(addresses) };

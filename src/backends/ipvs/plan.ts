@@ -35,6 +35,7 @@ import { isSwapSetName, type KernelIpset, type KernelIpvsState, swapSetName } fr
 import {
   compareRealServers,
   IPVS_SCHEDULERS,
+  type IpsetState,
   type IpvsState,
   type RealServer,
   realServerKey,
@@ -316,6 +317,22 @@ function planVirtualServers(input: PlanInput, plan: IpvsPlan): void {
   }
 }
 
+/**
+ * Whether a set's limits differ from kube-proxy's: maxelem (hash types) or range
+ * (bitmap:port). hashsize is not compared: the kernel grows it as the set fills, and
+ * `ipset save` prints the current one.
+ */
+function optionsDiffer(want: IpsetState, have: KernelIpset): boolean {
+  if (!have.options) return false;
+  const ours = Object.fromEntries(
+    ipsetCreateOptions(want)
+      .split(' ')
+      .flatMap((w, i, all) => (i % 2 === 0 ? [[w, all[i + 1] ?? '']] : [])),
+  ) as Record<string, string>;
+  const key = want.type === 'bitmap:port' ? 'range' : 'maxelem';
+  return have.options[key] !== undefined && have.options[key] !== ours[key];
+}
+
 function planIpsets(input: PlanInput, canonical: Map<string, Set<string>>, plan: IpvsPlan): void {
   const { desired, actual } = input;
   const family = desired.family;
@@ -352,10 +369,13 @@ function planIpsets(input: PlanInput, canonical: Map<string, Set<string>>, plan:
     }
     const adds = sorted.filter((e) => !have.entries.has(e));
     const dels = [...have.entries].filter((e) => !want.has(e)).sort();
-    if (adds.length + dels.length === 0) return;
+    // Made with other limits (by another agent, or an older kube-proxy): `create -exist` keeps
+    // those, so the set is rebuilt with kube-proxy's and swapped in (same type and family).
+    const misshapen = optionsDiffer(set, have);
+    if (adds.length + dels.length === 0 && !misshapen) return;
     plan.ipsets.set(set.name, { name: set.name, type: set.type, family: set.family, entries: new Set(want) });
     const count = adds.length + dels.length;
-    if (count >= SWAP_MIN_CHANGES && count * SWAP_MAX_COST >= want.size) {
+    if (misshapen || (count >= SWAP_MIN_CHANGES && count * SWAP_MAX_COST >= want.size)) {
       const index = IPSET_DEFINITIONS.findIndex((d) => ipsetName(d.id, family) === set.name);
       const temp = swapSetName(family, index);
       changes.push(
