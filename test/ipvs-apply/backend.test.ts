@@ -5,77 +5,11 @@
  * restart, excludeCIDRs, lost state, and the operation count of a one-endpoint change.
  */
 import { describe, expect, it } from 'vitest';
-import { IpvsBackend, IpvsSyncError } from '../../src/backends/ipvs/backend.js';
+import { IpvsSyncError } from '../../src/backends/ipvs/backend.js';
 import type { IpvsState } from '../../src/backends/ipvs/state.js';
 import { FakeNode } from '../../src/kernel/fakes/node.js';
-import type { IPFamily } from '../../src/model/ip.js';
-import type { Snapshot } from '../../src/model/types.js';
-import type { SyncRequest } from '../../src/sync/backend.js';
-import { FakeClock } from '../sync/helpers.js';
-import {
-  clusterState,
-  ipvsState,
-  recordingLogger,
-  rs,
-  silentLogger,
-  vs,
-  withVirtualServer,
-} from './builders.js';
-
-export function snapshotOf(family: IPFamily = 'IPv4'): Snapshot {
-  return {
-    family,
-    node: { name: 'node-1', labels: {}, ips: [], podCIDRs: [] },
-    servicePorts: [],
-    totalEndpoints: 0,
-  };
-}
-
-let seq = 0;
-export function request(full = false, changed: string[] = ['ns1/svc']): SyncRequest {
-  return { seq: ++seq, full, changedServices: new Set(changed) };
-}
-
-export interface Harness {
-  node: FakeNode;
-  backend: IpvsBackend;
-  clock: FakeClock;
-  /** the desired state the next sync renders */
-  desired: IpvsState;
-  sync(full?: boolean, changed?: string[]): ReturnType<IpvsBackend['sync']>;
-}
-
-export function harness(
-  desired: IpvsState,
-  options: {
-    node?: FakeNode;
-    family?: IPFamily;
-    excludeCIDRs?: string[];
-    log?: ReturnType<typeof silentLogger>;
-    clock?: FakeClock;
-  } = {},
-): Harness {
-  const node = options.node ?? new FakeNode();
-  const clock = options.clock ?? new FakeClock();
-  const family = options.family ?? 'IPv4';
-  const h: Harness = {
-    node,
-    clock,
-    desired,
-    backend: new IpvsBackend({
-      runner: node,
-      iptablesBackend: 'nft',
-      family,
-      desired: () => h.desired,
-      excludeCIDRs: options.excludeCIDRs ?? [],
-      log: options.log ?? silentLogger(),
-      clock,
-      gracefulCheckPeriodMs: 1000,
-    }),
-    sync: (full = false, changed = ['ns1/svc']) => h.backend.sync(snapshotOf(family), request(full, changed)),
-  };
-  return h;
-}
+import { clusterState, ipvsState, recordingLogger, rs, vs, withVirtualServer } from './builders.js';
+import { harness } from './harness.js';
 
 const WEB = vs('TCP', '10.96.0.10', 80, [rs('10.244.1.5'), rs('10.244.2.6')]);
 const DNS = vs('UDP', '10.96.0.53', 53, [rs('10.244.1.7', 53)], { persistenceSeconds: 10800 });

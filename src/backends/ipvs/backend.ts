@@ -475,7 +475,7 @@ export class IpvsBackend implements ProxyBackend {
     for (const d of this.graceful.entries()) {
       const vs = state.virtualServers.get(d.key.slice(0, d.key.lastIndexOf('/')));
       const rs = vs?.realServers.find((r) => r.address === d.rs.address && r.port === d.rs.port);
-      if (!rs || rs.weight !== 0) this.graceful.end(d.key);
+      if (rs?.weight !== 0) this.graceful.end(d.key);
     }
   }
 

@@ -49,7 +49,7 @@ export function decideDrains(
   const decision: DrainDecision = { remove: [], keep: [], forget: [] };
   for (const d of drains) {
     const rs = read?.find((r) => r.address === d.rs.address && r.port === d.rs.port);
-    if (!rs || rs.weight !== 0) decision.forget.push(d);
+    if (rs?.weight !== 0) decision.forget.push(d);
     else if ((rs.activeConnections ?? 0) + (rs.inactiveConnections ?? 0) === 0) decision.remove.push(d);
     else decision.keep.push(d);
   }
