@@ -489,9 +489,11 @@ export class IpvsBackend implements ProxyBackend {
           const decision = decideDrains(drains, read?.realServers ?? null);
           for (const d of decision.forget) {
             this.graceful.end(d.key);
+            // Someone else changed it: what we know of the kernel is wrong, so read it again.
+            this.forget();
             this.log.info(
               { realServer: d.key },
-              'graceful termination: real server gone or no longer at weight 0',
+              'graceful termination: real server gone or no longer at weight 0 (changed by someone else); the next sync is full',
             );
           }
           removed.push(...decision.remove);
