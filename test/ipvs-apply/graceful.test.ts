@@ -5,7 +5,7 @@
  * conntrack cleanup through the same wrapper as iptables mode.
  */
 import { describe, expect, it } from 'vitest';
-import { decideDrains, type DrainEntry } from '../../src/backends/ipvs/graceful.js';
+import { type DrainEntry, decideDrains } from '../../src/backends/ipvs/graceful.js';
 import type { ConntrackDeleteFilter, ConntrackFlow, ConntrackTable } from '../../src/kernel/conntrack.js';
 import { FakeNode } from '../../src/kernel/fakes/node.js';
 import type { IPFamily, Protocol } from '../../src/model/types.js';
@@ -18,7 +18,16 @@ const PERIOD = 1000;
 const KEY = 'TCP 10.96.0.10:80';
 
 function web(...servers: string[]) {
-  return ipvsState('IPv4', { virtualServers: [vs('TCP', '10.96.0.10', 80, servers.map((a) => rs(a)))] });
+  return ipvsState('IPv4', {
+    virtualServers: [
+      vs(
+        'TCP',
+        '10.96.0.10',
+        80,
+        servers.map((a) => rs(a)),
+      ),
+    ],
+  });
 }
 
 function weights(node: FakeNode): string[] {
@@ -95,7 +104,14 @@ describe('graceful termination (fake clock)', () => {
   it('deletes UDP and SCTP real servers at once', async () => {
     const both = (...servers: string[]) =>
       ipvsState('IPv4', {
-        virtualServers: (['UDP', 'SCTP'] as const).map((p) => vs(p, '10.96.0.53', 53, servers.map((a) => rs(a, 53)))),
+        virtualServers: (['UDP', 'SCTP'] as const).map((p) =>
+          vs(
+            p,
+            '10.96.0.53',
+            53,
+            servers.map((a) => rs(a, 53)),
+          ),
+        ),
       });
     const h = harness(both('10.244.1.5', '10.244.1.6'));
     await h.sync();
@@ -114,7 +130,9 @@ describe('graceful termination (fake clock)', () => {
     h.desired = web('10.244.1.5', '10.244.1.6');
     const from = h.node.calls.length;
     await h.sync();
-    expect(h.node.callsTo('ipvsadm', from)[0]?.input).toBe('-e -t 10.96.0.10:80 -r 10.244.1.6:8080 -m -w 1\n');
+    expect(h.node.callsTo('ipvsadm', from)[0]?.input).toBe(
+      '-e -t 10.96.0.10:80 -r 10.244.1.6:8080 -m -w 1\n',
+    );
     expect(weights(h.node)).toEqual(['10.244.1.5:8080 -w 1', '10.244.1.6:8080 -w 1']);
     expect(h.backend.graceful.size).toBe(0);
     await h.clock.advance(PERIOD * 3);
