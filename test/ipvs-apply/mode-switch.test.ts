@@ -315,6 +315,14 @@ describeKernel('mode switch with real ipset and iptables (scratch namespace)', (
     const h = harness(ipvsDesired(), { node, excludeCIDRs: EXCLUDE });
     await h.sync();
     expectIpvsOnly(await save(node));
+    // a restart finds the helper chains in place in real iptables-save output: nothing rewritten
+    const from = node.calls.length;
+    await harness(ipvsDesired(), { node, excludeCIDRs: EXCLUDE }).sync(true);
+    expect(
+      node.calls
+        .slice(from)
+        .filter((c) => c.cmd.endsWith('-restore') || (c.cmd === 'ipvsadm' && c.args[0] === '-R')),
+    ).toEqual([]);
     const realSets = (await node.run('ipset', ['list', '-n'])).stdout.trim().split('\n').sort();
     expect(realSets).toEqual(
       ownedIpsetNames()

@@ -48,6 +48,7 @@ import { type DrainEntry, decideDrains, GracefulTermination } from './graceful.j
 import { deleteRealServerLine } from './ipvsadm-text.js';
 import { type IpvsTools, type KernelIpvsState, readKernelState } from './kernel-state.js';
 import { applyPlan, type IpvsPlan, isEmptyPlan, planSync } from './plan.js';
+import { predictSavedWords } from './save-form.js';
 import { type IpvsState, virtualServerKey } from './state.js';
 import { linesAbout, SCOPED_READ_LIMIT, virtualServerProblems } from './verify.js';
 
@@ -281,7 +282,7 @@ export class IpvsBackend implements ProxyBackend {
     if (added > 0) this.log.info({ added }, 'added missing jump rules from the built-in chains');
     this.state = await readKernelState(this.tools, this.family, this.link);
     const saved = await this.iptables.save(this.family);
-    this.lastIptables = helperChainsMatch(saved, iptablesText) ? iptablesText : null;
+    this.lastIptables = helperChainsMatch(saved, iptablesText, this.family) ? iptablesText : null;
     this.log.debug(
       {
         virtualServers: this.state.virtualServers.size,
@@ -602,24 +603,23 @@ export class IpvsBackend implements ProxyBackend {
   }
 }
 
-/** Whether `iptables-save` output holds exactly the helper chains of `restoreText`. */
-export function helperChainsMatch(saveText: string, restoreText: string): boolean {
-  const normalise = (line: string) => splitRuleWords(line).join('\u0000');
-  const byTable = (text: string) => {
-    const out = new Map<string, Map<string, string[]>>();
-    for (const table of parseSave(text)) {
-      const chains = new Map<string, string[]>();
-      for (const name of table.chains.keys()) chains.set(name, []);
-      for (const rule of table.rules) chains.get(rule.chain)?.push(normalise(rule.line));
-      out.set(table.name, chains);
-    }
-    return out;
-  };
-  const want = byTable(restoreText);
-  const have = byTable(saveText);
-  for (const [table, chains] of want) {
-    for (const [chain, rules] of chains) {
-      const got = have.get(table)?.get(chain);
+/**
+ * Whether `iptables-save` output holds exactly the helper chains of `restoreText`, rule for
+ * rule, each compared in the form iptables-save prints it (save-form.ts).
+ */
+export function helperChainsMatch(saveText: string, restoreText: string, family: IPFamily): boolean {
+  const saved = new Map<string, string[]>();
+  for (const table of parseSave(saveText)) {
+    for (const name of table.chains.keys()) saved.set(`${table.name} ${name}`, []);
+    for (const rule of table.rules)
+      saved.get(`${table.name} ${rule.chain}`)?.push(splitRuleWords(rule.line).join('\u0000'));
+  }
+  for (const table of parseSave(restoreText)) {
+    const rulesByChain = new Map<string, string[]>([...table.chains.keys()].map((c) => [c, []]));
+    for (const rule of table.rules)
+      rulesByChain.get(rule.chain)?.push(predictSavedWords(rule.line, family).join('\u0000'));
+    for (const [chain, rules] of rulesByChain) {
+      const got = saved.get(`${table.name} ${chain}`);
       if (!got || got.length !== rules.length || got.some((r, i) => r !== rules[i])) return false;
     }
   }

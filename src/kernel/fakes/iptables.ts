@@ -2,8 +2,9 @@
  * An in-memory iptables (1.8.9, either backend, both families), enough for the IPVS
  * applier and cleanup to be tested without root: `iptables-restore [--noflush]`,
  * `iptables-save [-t T]` and `iptables -N/-X/-F/-C/-I/-A/-D/-L`. Rules are held as
- * iptables-save prints them (words re-quoted), so `-C` and `-D` match a rule given as an
- * argument vector against one written by restore.
+ * iptables-save prints them (the measured normal form of save-form.ts, checked against real
+ * iptables in test/ipvs-apply/save-form.test.ts), so `-C` and `-D` match a rule given as
+ * an argument vector against one written by restore.
  *
  * What the kernel checks is checked: a jump to a chain that does not exist, a
  * `--match-set` of a set that does not exist (the ipset double answers), `-X` of a chain
@@ -13,6 +14,7 @@
  * line: N", 4 for a commit-time one with "line N: ...").
  */
 import { splitRuleWords } from '../../backends/iptables/cleanup.js';
+import { predictSavedWords } from '../../backends/ipvs/save-form.js';
 import type { IPFamily } from '../../model/ip.js';
 import type { RunResult } from '../exec.js';
 
@@ -49,7 +51,12 @@ interface Chain {
 }
 
 type Table = Map<string, Chain>;
-type Tables = Map<string, Table>;
+type Tables = Map<string, Table> & { family?: IPFamily };
+
+/** A rule's text as iptables-save prints it (without `-A CHAIN`). */
+function canonical(chain: string, words: readonly string[], family: IPFamily): string {
+  return saveForm(predictSavedWords(`-A ${chain} ${saveForm(words)}`, family).slice(2));
+}
 
 class Refusal extends Error {
   constructor(
@@ -99,7 +106,8 @@ export class FakeIptables {
     const key = `${backend} ${family}`;
     let t = this.states.get(key);
     if (!t) {
-      t = new Map();
+      t = new Map() as Tables;
+      t.family = family;
       this.states.set(key, t);
     }
     return t;
@@ -177,7 +185,14 @@ export class FakeIptables {
   }
 
   /** Applies one operation to `table`. */
-  private apply(table: Table, op: string, chain: string, rest: string[], check: boolean): void {
+  private apply(
+    table: Table,
+    op: string,
+    chain: string,
+    rest: string[],
+    check: boolean,
+    family: IPFamily,
+  ): void {
     const ch = table.get(chain);
     switch (op) {
       case '-N':
@@ -202,13 +217,13 @@ export class FakeIptables {
         let position = 0;
         if (op === '-I' && /^\d+$/.test(rest[0] ?? '')) position = Number(rest.shift()) - 1;
         if (check) this.checkRule(table, rest);
-        const text = saveForm(rest);
+        const text = canonical(chain, rest, family);
         if (op === '-A') ch.rules.push(text);
         else ch.rules.splice(Math.max(0, position), 0, text);
         return;
       }
       case '-D': {
-        const text = saveForm(rest);
+        const text = canonical(chain, rest, family);
         const at = ch ? ch.rules.indexOf(text) : -1;
         if (!ch || at === -1)
           throw new Refusal(
@@ -277,7 +292,7 @@ export class FakeIptables {
         const [op, chain, ...rest] = words;
         if (!op || !chain) throw new Refusal(`cannot read ${JSON.stringify(line)}`, 'parse');
         const ruleWords = op === '-I' && /^\d+$/.test(rest[0] ?? '') ? rest.slice(1) : rest.slice();
-        this.apply(table, op, chain, rest, false);
+        this.apply(table, op, chain, rest, false, state.family ?? 'IPv4');
         if (op === '-A' || op === '-I') pendingRules.push({ table, words: ruleWords, lineNumber });
       } catch (e) {
         if (e instanceof Refusal) return fail(e, lineNumber);
@@ -323,13 +338,14 @@ export class FakeIptables {
     }
     if (op === '-C') {
       const ch = table.get(chain);
-      if (ch?.rules.includes(saveForm(ruleArgs))) return { stdout: '', stderr: '', exitCode: 0 };
+      if (ch?.rules.includes(canonical(chain, ruleArgs, state.family ?? 'IPv4')))
+        return { stdout: '', stderr: '', exitCode: 0 };
       return err(`${tool}: Bad rule (does a matching rule exist in that chain?).`);
     }
     try {
       const work = cloneTables(new Map([[tableName, table]]));
       const t = work.get(tableName)!;
-      this.apply(t, op, chain, ruleArgs, true);
+      this.apply(t, op, chain, ruleArgs, true, state.family ?? 'IPv4');
       state.set(tableName, t);
       return { stdout: '', stderr: '', exitCode: 0 };
     } catch (e) {
