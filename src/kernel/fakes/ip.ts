@@ -2,8 +2,9 @@
  * An in-memory `ip` (iproute2 6.1) for links and their addresses, enough for kube-ipvs0:
  * `link show|add|del`, `[-o] [-4|-6] addr show dev`, and `[-force] -batch -` of
  * `addr add|del`. Messages, exit codes and the `-o` format are those measured on this
- * project's hosts (see src/kernel/ip-link.ts). The `dummy` type can be switched off, as it
- * is missing from those hosts' kernel.
+ * project's hosts (see src/kernel/ip-link.ts) and checked against the real tool with a
+ * bridge link (test/ipvs-apply/ip-link.test.ts). The `dummy` type can be switched off, as
+ * it is missing from those hosts' kernel.
  */
 import { type IPFamily, parseIP } from '../../model/ip.js';
 import type { RunResult } from '../exec.js';
@@ -35,6 +36,10 @@ const ok = (stdout = ''): RunResult => ({ stdout, stderr: '', exitCode: 0 });
 export class FakeIp {
   /** false: `ip link add ... type dummy` fails with "Unknown device type" */
   dummyAvailable = true;
+  /** link types `ip link add` accepts besides dummy (bridge: to compare with real ip where dummy is missing) */
+  readonly otherTypes = new Set(['bridge']);
+  /** net.ipv6.conf.*.accept_dad: with it, IPv6 addresses on a link that is down stay `tentative` */
+  ipv6Dad = true;
   private readonly links = new Map<string, FakeLink>();
   private nextIndex = 2;
 
@@ -112,7 +117,8 @@ export class FakeIp {
         const type = rest[rest.indexOf('type') + 1];
         if (!name || rest.indexOf('type') === -1)
           throw new IpFailure('Not enough information: "type" argument is required', 255);
-        if (type !== 'dummy' || !this.dummyAvailable) throw new IpFailure('Error: Unknown device type.', 2);
+        const known = (type === 'dummy' && this.dummyAvailable) || this.otherTypes.has(type ?? '');
+        if (!known) throw new IpFailure('Error: Unknown device type.', 2);
         if (this.links.has(name)) throw new IpFailure('RTNETLINK answers: File exists', 2);
         this.links.set(name, { index: this.nextIndex++, name, type, addresses: [] });
         return ok();
@@ -131,7 +137,7 @@ export class FakeIp {
           .map((x) =>
             x.family === 'IPv4'
               ? `${link.index}: ${link.name}    inet ${x.address}/${x.prefix} scope global ${link.name}\\       valid_lft forever preferred_lft forever`
-              : `${link.index}: ${link.name}    inet6 ${x.address}/${x.prefix} scope global tentative \\       valid_lft forever preferred_lft forever`,
+              : `${link.index}: ${link.name}    inet6 ${x.address}/${x.prefix} scope global ${this.ipv6Dad ? 'tentative ' : ''}\\       valid_lft forever preferred_lft forever`,
           );
         return ok(lines.map((l) => `${l}\n`).join(''));
       }
