@@ -47,7 +47,7 @@ import { IPVS_JUMP_RULES } from './chains.js';
 import { type DrainEntry, decideDrains, GracefulTermination } from './graceful.js';
 import { deleteRealServerLine } from './ipvsadm-text.js';
 import { type IpvsTools, type KernelIpvsState, readKernelState } from './kernel-state.js';
-import { applyPlan, type IpvsPlan, isEmptyPlan, planSync } from './plan.js';
+import { applyPlan, type IpvsPlan, isEmptyPlan, newPlanMemo, planSync } from './plan.js';
 import { predictSavedWords } from './save-form.js';
 import { type IpvsState, virtualServerKey } from './state.js';
 import { linesAbout, SCOPED_READ_LIMIT, virtualServerProblems } from './verify.js';
@@ -152,6 +152,8 @@ export class IpvsBackend implements ProxyBackend {
   /** the helper chains' restore input as last written (or found in place); null = rewrite */
   private lastIptables: string | null = null;
   private leftoversRemoved = false;
+  /** survives failures: it only says which desired objects were checked and what they matched */
+  private readonly memo = newPlanMemo();
   private lock: Promise<unknown> = Promise.resolve();
   private lastStats: IpvsSyncStats | null = null;
 
@@ -226,6 +228,7 @@ export class IpvsBackend implements ProxyBackend {
         excludeCIDRs: this.excludeCIDRs,
         draining: this.graceful.keys(),
         link: this.link,
+        memo: this.memo,
       });
       const lines = { ipset: 0, ipvsadm: 0, ip: 0, iptables: 0 };
       if (!isEmptyPlan(plan)) await this.execute(plan, lines);

@@ -89,6 +89,8 @@ export interface PlanInput {
   draining: ReadonlySet<string>;
   /** kube-ipvs0 */
   link?: string;
+  /** kept by the caller across plans: makes unchanged services free (see PlanMemo) */
+  memo?: PlanMemo;
 }
 
 export interface IpvsPlan {
@@ -145,16 +147,89 @@ function excludedBy(address: string, cidrs: readonly ParsedCIDR[]): boolean {
 // ---------------------------------------------------------------------------------------------
 // Validation of the desired state: every value that reaches a tool's input is checked here.
 
-function checkAddress(what: string, address: string, family: IPFamily): void {
+/** Canonical dotted-quad IPv4 (no leading zeros): checked without parsing, the common case. */
+const CANONICAL_IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+function checkAddress(what: () => string, address: string, family: IPFamily): void {
+  if (family === 'IPv4' && CANONICAL_IPV4.test(address)) return;
   const ip = parseIP(address);
-  if (!ip || ip.text !== address)
-    throw new DesiredStateError(`${what}: ${JSON.stringify(address)} is not a canonical IP`);
-  if (ip.family !== family) throw new DesiredStateError(`${what}: ${address} is not an ${family} address`);
+  if (!ip || ip.text !== address) {
+    throw new DesiredStateError(`${what()}: ${JSON.stringify(address)} is not a canonical IP`);
+  }
+  if (ip.family !== family) throw new DesiredStateError(`${what()}: ${address} is not an ${family} address`);
 }
 
-function checkPort(what: string, port: number): void {
+function checkPort(what: () => string, port: number): void {
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new DesiredStateError(`${what}: port ${port} is not in 1-65535`);
+    throw new DesiredStateError(`${what()}: port ${port} is not in 1-65535`);
+  }
+}
+
+/**
+ * What a backend remembers between plans, so a sync costs what changed rather than the
+ * table's size. The renderer hands out the same objects for unchanged services (the
+ * snapshot builder keeps their identity); anything new is checked and compared in full.
+ */
+export interface PlanMemo {
+  /** desired virtual servers already checked, with their key */
+  validated: WeakMap<VirtualServer, string>;
+  /** a desired set's entries array → its canonical entries */
+  canonicalEntries: WeakMap<readonly string[], Set<string>>;
+  /** a desired virtual server → the known kernel object it matches (the same object: nothing to compare) */
+  matched: WeakMap<VirtualServer, KernelVirtualServer>;
+  /** a desired set's canonical entries → the known kernel set they match */
+  matchedSets: WeakMap<Set<string>, KernelIpset>;
+  /** the desired kube-ipvs0 addresses → the known bound addresses they match */
+  matchedAddresses: WeakMap<readonly string[], Set<string>>;
+}
+
+export function newPlanMemo(): PlanMemo {
+  return {
+    validated: new WeakMap(),
+    canonicalEntries: new WeakMap(),
+    matched: new WeakMap(),
+    matchedSets: new WeakMap(),
+    matchedAddresses: new WeakMap(),
+  };
+}
+
+function validateVirtualServer(vs: VirtualServer, key: string, family: IPFamily): void {
+  const what = () => `virtual server ${key}`;
+  if (!['TCP', 'UDP', 'SCTP'].includes(vs.protocol))
+    throw new DesiredStateError(`${what()}: protocol ${vs.protocol}`);
+  checkAddress(what, vs.address, family);
+  checkPort(what, vs.port);
+  if (!(IPVS_SCHEDULERS as readonly string[]).includes(vs.scheduler)) {
+    throw new DesiredStateError(
+      `${what()}: scheduler ${JSON.stringify(vs.scheduler)} is not one of ${IPVS_SCHEDULERS.join(', ')}`,
+    );
+  }
+  if (
+    !Number.isInteger(vs.persistenceSeconds) ||
+    vs.persistenceSeconds < 0 ||
+    vs.persistenceSeconds > MAX_PERSISTENCE_SECONDS
+  ) {
+    throw new DesiredStateError(`${what()}: persistence ${vs.persistenceSeconds} s is out of range`);
+  }
+  for (const flag of vs.flags) {
+    if (!flag.startsWith(`${vs.scheduler}-`)) {
+      throw new DesiredStateError(`${what()}: flag ${flag} needs scheduler ${flag.split('-')[0]}`);
+    }
+  }
+  const servers = new Set<string>();
+  for (const rs of vs.realServers) {
+    const rsKey = realServerKey(rs);
+    const rsWhat = () => `${what()}, real server ${rsKey}`;
+    checkAddress(rsWhat, rs.address, family);
+    checkPort(rsWhat, rs.port);
+    if (servers.has(rsKey)) throw new DesiredStateError(`${rsWhat()}: listed twice`);
+    servers.add(rsKey);
+    if (!Number.isInteger(rs.weight) || rs.weight < 0 || rs.weight > 65535) {
+      throw new DesiredStateError(`${rsWhat()}: weight ${rs.weight} is not in 0-65535`);
+    }
+    if (!['masq', 'gate', 'ipip'].includes(rs.forwarding)) {
+      throw new DesiredStateError(`${rsWhat()}: forwarding ${rs.forwarding}`);
+    }
   }
 }
 
@@ -162,48 +237,26 @@ function checkPort(what: string, port: number): void {
  * Checks the desired state and returns each desired set's entries in canonical form.
  * Throws DesiredStateError naming the object and field.
  */
-export function validateDesired(desired: IpvsState, family: IPFamily): Map<string, Set<string>> {
-  if (desired.family !== family)
+export function validateDesired(
+  desired: IpvsState,
+  family: IPFamily,
+  memo: PlanMemo = newPlanMemo(),
+): Validated {
+  if (desired.family !== family) {
     throw new DesiredStateError(`desired state is ${desired.family}, the applier ${family}`);
+  }
+  const keys: string[] = [];
   const seen = new Set<string>();
   for (const vs of desired.virtualServers) {
-    const key = virtualServerKey(vs);
-    const what = `virtual server ${key}`;
-    if (!['TCP', 'UDP', 'SCTP'].includes(vs.protocol))
-      throw new DesiredStateError(`${what}: protocol ${vs.protocol}`);
-    checkAddress(what, vs.address, family);
-    checkPort(what, vs.port);
-    if (seen.has(key)) throw new DesiredStateError(`${what}: listed twice`);
+    let key = memo.validated.get(vs);
+    if (key === undefined) {
+      key = virtualServerKey(vs);
+      validateVirtualServer(vs, key, family);
+      memo.validated.set(vs, key);
+    }
+    if (seen.has(key)) throw new DesiredStateError(`virtual server ${key}: listed twice`);
     seen.add(key);
-    if (!(IPVS_SCHEDULERS as readonly string[]).includes(vs.scheduler)) {
-      throw new DesiredStateError(
-        `${what}: scheduler ${JSON.stringify(vs.scheduler)} is not one of ${IPVS_SCHEDULERS.join(', ')}`,
-      );
-    }
-    if (
-      !Number.isInteger(vs.persistenceSeconds) ||
-      vs.persistenceSeconds < 0 ||
-      vs.persistenceSeconds > MAX_PERSISTENCE_SECONDS
-    ) {
-      throw new DesiredStateError(`${what}: persistence ${vs.persistenceSeconds} s is out of range`);
-    }
-    for (const flag of vs.flags) {
-      if (!flag.startsWith(`${vs.scheduler}-`))
-        throw new DesiredStateError(`${what}: flag ${flag} needs scheduler ${flag.split('-')[0]}`);
-    }
-    const servers = new Set<string>();
-    for (const rs of vs.realServers) {
-      const rsWhat = `${what}, real server ${realServerKey(rs)}`;
-      checkAddress(rsWhat, rs.address, family);
-      checkPort(rsWhat, rs.port);
-      if (servers.has(realServerKey(rs))) throw new DesiredStateError(`${rsWhat}: listed twice`);
-      servers.add(realServerKey(rs));
-      if (!Number.isInteger(rs.weight) || rs.weight < 0 || rs.weight > 65535) {
-        throw new DesiredStateError(`${rsWhat}: weight ${rs.weight} is not in 0-65535`);
-      }
-      if (!['masq', 'gate', 'ipip'].includes(rs.forwarding))
-        throw new DesiredStateError(`${rsWhat}: forwarding ${rs.forwarding}`);
-    }
+    keys.push(key);
   }
   const sets = new Map<string, Set<string>>();
   const definitions = new Map(IPSET_DEFINITIONS.map((d) => [ipsetName(d.id, family), d]));
@@ -214,39 +267,57 @@ export function validateDesired(desired: IpvsState, family: IPFamily): Map<strin
     if (set.type !== def.type)
       throw new DesiredStateError(`${what}: type ${set.type}, kube-proxy's is ${def.type}`);
     const wantFamily = def.type === 'bitmap:port' ? null : family === 'IPv4' ? 'inet' : 'inet6';
-    if (set.family !== wantFamily)
+    if (set.family !== wantFamily) {
       throw new DesiredStateError(`${what}: family ${set.family}, expected ${wantFamily}`);
+    }
     if (sets.has(set.name)) throw new DesiredStateError(`${what}: listed twice`);
-    const entries = new Set<string>();
-    for (const entry of set.entries) {
-      try {
-        entries.add(canonicalEntry({ type: set.type, family: set.family }, entry));
-      } catch (e) {
-        if (e instanceof IpsetEntryError)
-          throw new DesiredStateError(`${what}: entry ${JSON.stringify(entry)}: ${e.message}`);
-        throw e;
+    let entries = memo.canonicalEntries.get(set.entries);
+    if (!entries) {
+      entries = new Set<string>();
+      for (const entry of set.entries) {
+        try {
+          entries.add(canonicalEntry({ type: set.type, family: set.family }, entry));
+        } catch (e) {
+          if (e instanceof IpsetEntryError) {
+            throw new DesiredStateError(`${what}: entry ${JSON.stringify(entry)}: ${e.message}`);
+          }
+          throw e;
+        }
       }
+      memo.canonicalEntries.set(set.entries, entries);
     }
     sets.set(set.name, entries);
   }
-  for (const address of desired.boundAddresses) checkAddress(`kube-ipvs0 address`, address, family);
-  return sets;
+  for (const address of desired.boundAddresses) checkAddress(() => 'kube-ipvs0 address', address, family);
+  return { sets, keys, wanted: seen };
+}
+
+/** What validateDesired returns: the canonical set entries, and each virtual server's key (in order). */
+export interface Validated {
+  sets: Map<string, Set<string>>;
+  /** virtualServerKey of each desired virtual server, in the desired order */
+  keys: string[];
+  wanted: Set<string>;
 }
 
 // ---------------------------------------------------------------------------------------------
 
-function planVirtualServers(input: PlanInput, plan: IpvsPlan): void {
+function planVirtualServers(input: PlanInput, validated: Validated, memo: PlanMemo, plan: IpvsPlan): void {
   const { desired, actual } = input;
-  const wanted = new Set<string>();
-  for (const vs of desired.virtualServers) {
-    const key = virtualServerKey(vs);
-    wanted.add(key);
+  const { wanted, keys } = validated;
+  const list = desired.virtualServers;
+  for (let i = 0; i < list.length; i++) {
+    const vs = list[i]!;
+    const key = keys[i]!;
     const have = actual.virtualServers.get(key);
+    if (have !== undefined && memo.matched.get(vs) === have) continue;
     const lines: string[] = [];
     if (!have) {
       lines.push(virtualServerLine(vs));
       for (const rs of vs.realServers) lines.push(realServerLine(vs, rs));
-      plan.virtualServers.set(key, { ...vs, realServers: vs.realServers.map(asKernel), extras: [] });
+      const created: KernelVirtualServer = { ...vs, realServers: vs.realServers.map(asKernel), extras: [] };
+      plan.virtualServers.set(key, created);
+      memo.matched.set(vs, created);
       plan.ipvsadm.push(...lines);
       continue;
     }
@@ -293,13 +364,18 @@ function planVirtualServers(input: PlanInput, plan: IpvsPlan): void {
         });
       }
     }
-    if (lines.length === 0) continue;
+    if (lines.length === 0) {
+      memo.matched.set(vs, have);
+      continue;
+    }
     plan.ipvsadm.push(...lines);
-    plan.virtualServers.set(key, {
+    const updated: KernelVirtualServer = {
       ...vs,
       realServers: [...after.values()].sort(compareRealServers),
       extras: [],
-    });
+    };
+    plan.virtualServers.set(key, updated);
+    memo.matched.set(vs, updated);
   }
   for (const [key, have] of actual.virtualServers) {
     if (wanted.has(key)) continue;
@@ -333,7 +409,12 @@ function optionsDiffer(want: IpsetState, have: KernelIpset): boolean {
   return have.options[key] !== undefined && have.options[key] !== ours[key];
 }
 
-function planIpsets(input: PlanInput, canonical: Map<string, Set<string>>, plan: IpvsPlan): void {
+function planIpsets(
+  input: PlanInput,
+  canonical: Map<string, Set<string>>,
+  memo: PlanMemo,
+  plan: IpvsPlan,
+): void {
   const { desired, actual } = input;
   const family = desired.family;
   for (const name of actual.ipsets.keys()) {
@@ -344,21 +425,18 @@ function planIpsets(input: PlanInput, canonical: Map<string, Set<string>>, plan:
   }
   const fills: string[] = [];
   const changes: string[] = [];
-  desired.ipsets.forEach((set) => {
+  for (const set of desired.ipsets) {
     const want = canonical.get(set.name)!;
     const have = actual.ipsets.get(set.name);
+    if (have !== undefined && memo.matchedSets.get(want) === have) continue;
     const create = (name: string) => `create ${name} ${set.type} ${ipsetCreateOptions(set)}`;
-    const sorted = [...want].sort();
+    const planned: KernelIpset = { name: set.name, type: set.type, family: set.family, entries: want };
     if (!have) {
-      fills.push(create(set.name), ...sorted.map((e) => `add ${set.name} ${e}`));
-      plan.ipsets.set(set.name, {
-        name: set.name,
-        type: set.type,
-        family: set.family,
-        entries: new Set(want),
-      });
+      fills.push(create(set.name), ...[...want].sort().map((e) => `add ${set.name} ${e}`));
+      plan.ipsets.set(set.name, planned);
+      memo.matchedSets.set(want, planned);
       plan.rebuiltSets.push(set.name);
-      return;
+      continue;
     }
     if (have.type !== set.type || have.family !== set.family) {
       throw new KernelConflictError(
@@ -367,49 +445,65 @@ function planIpsets(input: PlanInput, canonical: Map<string, Set<string>>, plan:
         }. Another agent made it: remove it (with the rules that use it) so Switchboard can create its own`,
       );
     }
-    const adds = sorted.filter((e) => !have.entries.has(e));
-    const dels = [...have.entries].filter((e) => !want.has(e)).sort();
+    const adds: string[] = [];
+    for (const e of want) if (!have.entries.has(e)) adds.push(e);
+    const dels: string[] = [];
+    for (const e of have.entries) if (!want.has(e)) dels.push(e);
     // Made with other limits (by another agent, or an older kube-proxy): `create -exist` keeps
     // those, so the set is rebuilt with kube-proxy's and swapped in (same type and family).
     const misshapen = optionsDiffer(set, have);
-    if (adds.length + dels.length === 0 && !misshapen) return;
-    plan.ipsets.set(set.name, { name: set.name, type: set.type, family: set.family, entries: new Set(want) });
+    if (adds.length + dels.length === 0 && !misshapen) {
+      memo.matchedSets.set(want, have);
+      continue;
+    }
+    plan.ipsets.set(set.name, planned);
+    memo.matchedSets.set(want, planned);
     const count = adds.length + dels.length;
     if (misshapen || (count >= SWAP_MIN_CHANGES && count * SWAP_MAX_COST >= want.size)) {
       const index = IPSET_DEFINITIONS.findIndex((d) => ipsetName(d.id, family) === set.name);
       const temp = swapSetName(family, index);
       changes.push(
         create(temp),
-        ...sorted.map((e) => `add ${temp} ${e}`),
+        ...[...want].sort().map((e) => `add ${temp} ${e}`),
         `swap ${temp} ${set.name}`,
         `destroy ${temp}`,
       );
       plan.rebuiltSets.push(set.name);
-      return;
+      continue;
     }
     // deletes first: a set at maxelem takes its adds
-    changes.push(...dels.map((e) => `del ${set.name} ${e}`), ...adds.map((e) => `add ${set.name} ${e}`));
-  });
+    changes.push(
+      ...dels.sort().map((e) => `del ${set.name} ${e}`),
+      ...adds.sort().map((e) => `add ${set.name} ${e}`),
+    );
+  }
   plan.ipset.push(...fills, ...changes);
 }
 
-function planAddresses(input: PlanInput, plan: IpvsPlan): void {
+function planAddresses(input: PlanInput, memo: PlanMemo, plan: IpvsPlan): void {
   const link = input.link ?? KUBE_IPVS0;
   const have = input.actual.boundAddresses;
+  const list = input.desired.boundAddresses;
   plan.createLink = have === null;
-  const want = new Set(input.desired.boundAddresses);
-  for (const address of input.desired.boundAddresses) {
+  if (have !== null && memo.matchedAddresses.get(list) === have) {
+    plan.boundAddresses = have;
+    return;
+  }
+  const want = new Set(list);
+  for (const address of list) {
     if (!have?.has(address)) plan.addresses.push(addressCommand('add', address, link));
   }
   for (const address of [...(have ?? [])].sort()) {
     if (!want.has(address)) plan.addresses.push(addressCommand('del', address, link));
   }
-  plan.boundAddresses = want;
+  plan.boundAddresses = have !== null && plan.addresses.length === 0 ? have : want;
+  memo.matchedAddresses.set(list, plan.boundAddresses);
 }
 
 /** Plans one sync. Throws DesiredStateError (bad desired state) or KernelConflictError. */
 export function planSync(input: PlanInput): IpvsPlan {
-  const canonical = validateDesired(input.desired, input.actual.family);
+  const memo = input.memo ?? newPlanMemo();
+  const validated = validateDesired(input.desired, input.actual.family, memo);
   const plan: IpvsPlan = {
     ipvsadm: [],
     ipset: [],
@@ -423,9 +517,9 @@ export function planSync(input: PlanInput): IpvsPlan {
     drainsEnded: [],
     excluded: [],
   };
-  planIpsets(input, canonical, plan);
-  planVirtualServers(input, plan);
-  planAddresses(input, plan);
+  planIpsets(input, validated.sets, memo, plan);
+  planVirtualServers(input, validated, memo, plan);
+  planAddresses(input, memo, plan);
   return plan;
 }
 
@@ -439,7 +533,7 @@ export function applyPlan(state: KernelIpvsState, plan: IpvsPlan): void {
     if (set === null) state.ipsets.delete(name);
     else state.ipsets.set(name, set);
   }
-  state.boundAddresses = new Set(plan.boundAddresses);
+  state.boundAddresses = plan.boundAddresses;
 }
 
 /** Whether a plan changes nothing in IPVS, the sets or the addresses. */

@@ -120,7 +120,7 @@ export class FakeIp {
         const known = (type === 'dummy' && this.dummyAvailable) || this.otherTypes.has(type ?? '');
         if (!known) throw new IpFailure('Error: Unknown device type.', 2);
         if (this.links.has(name)) throw new IpFailure('RTNETLINK answers: File exists', 2);
-        this.links.set(name, { index: this.nextIndex++, name, type, addresses: [] });
+        this.links.set(name, { index: this.nextIndex++, name, type: type ?? '', addresses: [] });
         return ok();
       }
       if (verb === 'del' || verb === 'delete') {

@@ -366,11 +366,13 @@ export class FakeIpvsadm {
       const t = this.timeouts;
       return { stdout: `Timeout (tcp tcpfin udp): ${t.tcp} ${t.tcpFin} ${t.udp}\n`, stderr: '', exitCode: 0 };
     }
-    let services = this.sorted();
+    let services: FakeService[];
     if (entry.service) {
       const one = this.services.get(specKey(entry.service));
       if (!one) return { stdout: '', stderr: 'No such service\n', exitCode: 1 };
       services = [one];
+    } else {
+      services = this.sorted();
     }
     const out = [
       'IP Virtual Server version 1.2.1 (size=4096)',
