@@ -16,23 +16,10 @@
  * Firewall-mark services have no address: they are listed apart, and never touched.
  */
 
-import {
-  compareRealServers,
-  compareVirtualServers,
-  type Forwarding,
-  type RealServer,
-  type SchedulerFlag,
-  type VirtualServer,
-} from '../backends/ipvs/state.js';
-import type { IPFamily } from '../model/ip.js';
+import type { Forwarding, RealServer, SchedulerFlag, VirtualServer } from '../backends/ipvs/state.js';
+import { type IPFamily, parseIP } from '../model/ip.js';
 import type { Protocol } from '../model/types.js';
-import {
-  type IpvsadmEntry,
-  IpvsadmParseError,
-  parseHostPort,
-  parseIpvsadmArgs,
-  splitIpvsadmLine,
-} from './ipvsadm-args.js';
+import { type IpvsadmEntry, IpvsadmParseError, parseHostPort, parseIpvsadmLine } from './ipvsadm-args.js';
 
 export interface KernelRealServer extends RealServer {
   /** ActiveConn, from the list format only */
@@ -83,13 +70,41 @@ function serviceKey(protocol: Protocol, address: string, port: number): string {
   return `${protocol} ${address} ${port}`;
 }
 
+/** A string that sorts like compareAddresses (IPv4 before IPv6, then numerically). */
+function addressSortKey(address: string): string {
+  if (/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(address)) {
+    let hex = '4';
+    for (const part of address.split('.')) hex += Number(part).toString(16).padStart(2, '0');
+    return hex;
+  }
+  const ip = parseIP(address);
+  if (!ip) return `9${address}`;
+  let hex = '';
+  for (const b of ip.bytes) hex += b.toString(16).padStart(2, '0');
+  return `${ip.family === 'IPv4' ? 4 : 6}${hex}`;
+}
+
+/** Sorts by a key computed once per item (a comparator parsing addresses costs n log n parses). */
+function sortByKey<T>(items: T[], key: (item: T) => string): T[] {
+  return items
+    .map((item) => ({ item, k: key(item) }))
+    .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
+    .map((x) => x.item);
+}
+
+const serverSortKey = (r: { address: string; port: number }) =>
+  `${addressSortKey(r.address)}:${String(r.port).padStart(5, '0')}`;
+
 function finish(map: Map<string, Building>, fwmarkServices: FwmarkService[]): IpvsTable {
   const virtualServers = [...map.values()].map(({ vs, realServers }) => ({
     ...vs,
-    realServers: realServers.sort(compareRealServers),
+    realServers: sortByKey(realServers, serverSortKey),
   }));
-  virtualServers.sort(compareVirtualServers);
-  return { virtualServers, fwmarkServices };
+  // The order of compareVirtualServers: protocol name, address, port.
+  return {
+    virtualServers: sortByKey(virtualServers, (v) => `${v.protocol} ${serverSortKey(v)}`),
+    fwmarkServices,
+  };
 }
 
 function serviceFields(
@@ -115,16 +130,23 @@ function serviceFields(
 }
 
 /** Parses `ipvsadm -Sn` output (all families). */
+const NO_EXTRAS: readonly string[] = Object.freeze([]);
+
+/** Parses `ipvsadm -Sn` output (all families). */
 export function parseIpvsadmSave(text: string): IpvsTable {
   const services = new Map<string, Building>();
   const fwmarkServices: FwmarkService[] = [];
-  text.split('\n').forEach((raw, index) => {
+  const lines = text.split('\n');
+  // ipvsadm prints each service's real servers right after it: the last one is usually the one.
+  let last: Building | null = null;
+  for (let index = 0; index < lines.length; index++) {
+    const raw = lines[index]!;
     const line = raw.trim();
-    if (line === '') return;
+    if (line === '') continue;
     const fail = (reason: string) => new IpvsadmOutputError(index + 1, raw, reason);
     let entry: IpvsadmEntry;
     try {
-      entry = parseIpvsadmArgs(splitIpvsadmLine(line));
+      entry = parseIpvsadmLine(line);
     } catch (e) {
       if (e instanceof IpvsadmParseError) throw fail(e.message);
       throw e;
@@ -134,19 +156,27 @@ export function parseIpvsadmSave(text: string): IpvsTable {
     if (svc.kind === 'fwmark') {
       if (entry.command === 'add-service') fwmarkServices.push({ fwmark: svc.fwmark, family: svc.family });
       else if (entry.command !== 'add-server') throw fail(`unexpected ${entry.command} line`);
-      return;
+      last = null;
+      continue;
     }
-    const key = serviceKey(svc.protocol, svc.address, svc.port);
     if (entry.command === 'add-service') {
+      const key = serviceKey(svc.protocol, svc.address, svc.port);
       if (services.has(key)) throw fail('service listed twice');
-      services.set(key, {
+      last = {
         vs: { protocol: svc.protocol, address: svc.address, port: svc.port, ...serviceFields(entry) },
         realServers: [],
-      });
-      return;
+      };
+      services.set(key, last);
+      continue;
     }
     if (entry.command !== 'add-server') throw fail(`unexpected ${entry.command} line`);
-    const building = services.get(key);
+    const building =
+      last !== null &&
+      last.vs.port === svc.port &&
+      last.vs.address === svc.address &&
+      last.vs.protocol === svc.protocol
+        ? last
+        : services.get(serviceKey(svc.protocol, svc.address, svc.port));
     if (!building) throw fail('real server before its service');
     const server = entry.server!;
     building.realServers.push({
@@ -154,9 +184,9 @@ export function parseIpvsadmSave(text: string): IpvsTable {
       port: server.port ?? svc.port,
       weight: entry.weight ?? 1,
       forwarding: entry.forwarding ?? 'gate',
-      extras: entry.tunnel ?? [],
+      extras: entry.tunnel ?? NO_EXTRAS,
     });
-  });
+  }
   return finish(services, fwmarkServices);
 }
 

@@ -11,12 +11,7 @@
  */
 import type { VirtualServer } from '../backends/ipvs/state.js';
 import { CommandError, type CommandRunner } from './exec.js';
-import {
-  type IpvsadmCommandName,
-  IpvsadmParseError,
-  parseIpvsadmArgs,
-  splitIpvsadmLine,
-} from './ipvsadm-args.js';
+import { type IpvsadmCommandName, IpvsadmParseError, parseIpvsadmLine } from './ipvsadm-args.js';
 import {
   type IpvsTable,
   type KernelVirtualServer,
@@ -85,11 +80,10 @@ export class IpvsUnavailableError extends Error {
  */
 export function checkBatch(text: string): void {
   text.split('\n').forEach((line, i) => {
-    const words = splitIpvsadmLine(line);
-    if (words.length === 0) return;
+    if (line.trim() === '') return;
     let command: IpvsadmCommandName;
     try {
-      command = parseIpvsadmArgs(words).command;
+      command = parseIpvsadmLine(line).command;
     } catch (e) {
       if (e instanceof IpvsadmParseError) {
         throw new Error(`ipvsadm batch line ${i + 1} (${line}) would be refused: ${e.message}`);
@@ -106,10 +100,9 @@ export function checkBatch(text: string): void {
 function firstRefusedLine(text: string): { lineNumber: number; line: string } | undefined {
   const lines = text.split('\n');
   for (const [i, line] of lines.entries()) {
-    const words = splitIpvsadmLine(line);
-    if (words.length === 0) continue;
+    if (line.trim() === '') continue;
     try {
-      parseIpvsadmArgs(words);
+      parseIpvsadmLine(line);
     } catch {
       return { lineNumber: i + 1, line };
     }

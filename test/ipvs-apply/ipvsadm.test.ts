@@ -8,10 +8,16 @@
  * normalisations in notes/ipvs-kernel-in-a-vm.md. The VM tests replay them against a real
  * kernel.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FakeNode } from '../../src/kernel/fakes/node.js';
 import { checkBatch, Ipvsadm, IpvsadmRestoreError, IpvsUnavailableError } from '../../src/kernel/ipvsadm.js';
-import { IpvsadmParseError, parseIpvsadmArgs } from '../../src/kernel/ipvsadm-args.js';
+import {
+  IpvsadmParseError,
+  parseIpvsadmArgs,
+  parseIpvsadmLine,
+  splitIpvsadmLine,
+} from '../../src/kernel/ipvsadm-args.js';
 import { parseIpvsadmList, parseIpvsadmSave, parseIpvsadmTimeouts } from '../../src/kernel/ipvsadm-output.js';
 
 const SAVE_SAMPLE = `-A -t 10.96.0.1:443 -s rr
@@ -78,6 +84,82 @@ describe('ipvsadm grammar', () => {
     expect(code(['-a', '-t', '10.0.0.1:80', '-r', '10.0.0.2:80', '-w', '70000'])).toBe(2);
     expect(code(['-A', '-t', '10.0.0.1:80', '-r', '10.0.0.2:80'])).toBe(2);
     expect(code(['-A', '-t', '010.0.0.1:80'])).toBe(2);
+  });
+});
+
+describe('parseIpvsadmLine (fast path for the common shapes)', () => {
+  const attempt = (f: () => unknown) => {
+    try {
+      return { ok: f() };
+    } catch (e) {
+      if (e instanceof IpvsadmParseError) return { error: e.message, exitCode: e.exitCode };
+      throw e;
+    }
+  };
+  const address = fc.oneof(
+    fc.constantFrom('10.96.0.10', '010.96.0.10', '10.96.0.300', '0.0.0.0', '255.255.255.255', '1.2.3', 'x'),
+    fc.constantFrom('[fd00::10]', '[FD00::10]', '[fd00::0:10]', '[::1]', 'fd00::10', '[fd00::zz]'),
+  );
+  const port = fc.constantFrom('80', '0', '65535', '65536', '080', '', 'http');
+  const hostPort = fc.tuple(address, port).map(([a, p]) => (p === '' ? a : `${a}:${p}`));
+  const token = fc.oneof(
+    fc.constantFrom(
+      '-A',
+      '-E',
+      '-D',
+      '-a',
+      '-e',
+      '-d',
+      '-C',
+      '-t',
+      '-u',
+      '--sctp-service',
+      '-f',
+      '-s',
+      '-p',
+      '-b',
+    ),
+    fc.constantFrom('-r', '-m', '-g', '-i', '-w', '-x', 'rr', 'mh', 'mh-port', '1', '0', '70000', '360', '#'),
+    hostPort,
+  );
+  const common = fc
+    .record({
+      cmd: fc.constantFrom('-A', '-E', '-D', '-a', '-e', '-d'),
+      proto: fc.constantFrom('-t', '-u', '--sctp-service'),
+      vip: hostPort,
+      sched: fc.option(fc.constantFrom('rr', 'wrr', 'mh', '-m')),
+      persist: fc.option(fc.constantFrom('60', '0', '360', '2678401')),
+      rs: fc.option(hostPort),
+      fwd: fc.option(fc.constantFrom('-m', '-g', '-i')),
+      weight: fc.option(fc.constantFrom('1', '0', '65535', '65536', '-1')),
+    })
+    .map((r) =>
+      [
+        r.cmd,
+        r.proto,
+        r.vip,
+        ...(r.sched ? ['-s', r.sched] : []),
+        ...(r.persist ? ['-p', r.persist] : []),
+        ...(r.rs ? ['-r', r.rs] : []),
+        ...(r.fwd ? [r.fwd] : []),
+        ...(r.weight ? ['-w', r.weight] : []),
+      ].join(' '),
+    );
+  it('answers exactly what the general grammar answers', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          common,
+          fc.array(token, { maxLength: 9 }).map((t) => t.join(' ')),
+        ),
+        (line) => {
+          expect(attempt(() => parseIpvsadmLine(line))).toEqual(
+            attempt(() => parseIpvsadmArgs(splitIpvsadmLine(line))),
+          );
+        },
+      ),
+      { numRuns: 3000 },
+    );
   });
 });
 

@@ -25,8 +25,8 @@ import {
   type IpvsadmForwarding,
   IpvsadmParseError,
   parseIpvsadmArgs,
+  parseIpvsadmLine,
   type ServiceSpec,
-  splitIpvsadmLine,
 } from '../ipvsadm-args.js';
 
 export const KERNEL_SCHEDULERS = [
@@ -195,11 +195,10 @@ export class FakeIpvsadm {
   private restore(input: string): RunResult {
     let stderr = '';
     for (const line of input.split('\n')) {
-      const words = splitIpvsadmLine(line);
-      if (words.length === 0) continue;
+      if (line.trim() === '') continue;
       let entry: IpvsadmEntry;
       try {
-        entry = parseIpvsadmArgs(words);
+        entry = parseIpvsadmLine(line);
       } catch (e) {
         const failure = this.parseFailure(e);
         this.afterRestore?.(this);
