@@ -269,6 +269,23 @@ describe('mode switch on the in-memory kernel', () => {
     expect(removed.problems).toEqual(['ipset KUBE-CLUSTER-IP is still used by an iptables rule: kept']);
   });
 
+  it("IptablesBackend's afterFirstFullSync hook: once after a full sync, again after the next full sync if it threw", async () => {
+    const node = new FakeNode();
+    const calls: number[] = [];
+    const sim = richCluster();
+    const be = iptablesBackend(node, async () => {
+      calls.push(calls.length);
+      if (calls.length === 1) throw new Error('ipset busy');
+    });
+    await be.sync(sim.snapshot(), sim.request(true));
+    sim.synced();
+    await be.sync(sim.snapshot(), sim.request(false));
+    expect(calls).toEqual([0]);
+    await be.sync(sim.snapshot(), sim.request(true));
+    await be.sync(sim.snapshot(), sim.request(true));
+    expect(calls).toEqual([0, 1]);
+  });
+
   it('the switch policies never plan to remove a chain the new mode uses', () => {
     const saved = [
       '*filter',
