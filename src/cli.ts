@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { createIptablesBackends } from './backends/iptables/backend.js';
 import { cleanupIptables } from './backends/iptables/cleanup.js';
 import { formatIpvsState, formatSection, IPVS_SECTIONS, type IpvsSection } from './backends/ipvs/format.js';
+import { removeIpvsState } from './backends/ipvs/leftovers.js';
 import { type HostFacts, loadHostFacts, neutralHostFacts } from './config/host.js';
 import {
   defaultKubeProxyConfiguration,
@@ -287,9 +288,29 @@ async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
   log.info('stopped');
 }
 
-async function cleanupCommand(log: Logger): Promise<void> {
-  const { removed } = await cleanupIptables(new ExecaRunner(), log);
-  log.info({ removed }, removed === 0 ? 'nothing to clean up' : 'cleaned up');
+/**
+ * Both modes' iptables state first (so no rule uses a set any more), then IPVS mode's:
+ * both families' sets, virtual servers outside ipvs.excludeCIDRs (from --config), kube-ipvs0.
+ */
+async function cleanupCommand(opts: { config?: string }, log: Logger): Promise<void> {
+  const runner = new ExecaRunner();
+  let excludeCIDRs: string[] = [];
+  if (opts.config) {
+    // Read directly rather than through loadConfig: any mode's file gives ipvs.excludeCIDRs.
+    const { config, warnings } = loadKubeProxyConfiguration(await readText(opts.config), opts.config);
+    for (const w of warnings) log.warn(w);
+    excludeCIDRs = config.ipvs.excludeCIDRs;
+  }
+  const { removed } = await cleanupIptables(runner, log);
+  const { problems, ...ipvs } = await removeIpvsState({
+    runner,
+    families: ['IPv4', 'IPv6'],
+    excludeCIDRs,
+    log,
+  });
+  const total = removed + ipvs.sets + ipvs.virtualServers + ipvs.addresses + (ipvs.linkRemoved ? 1 : 0);
+  log.info({ removed, ipvs }, total === 0 ? 'nothing to clean up' : 'cleaned up');
+  if (problems.length > 0) throw new CommandFailed(`IPVS cleanup incomplete:\n${problems.join('\n')}`, 1);
 }
 
 /**
@@ -370,9 +391,10 @@ export function buildProgram(logger: () => Logger): Command {
   program
     .command('cleanup')
     .description(
-      'remove every chain and rule Switchboard or kube-proxy (iptables mode) created, both families, both iptables backends',
+      'remove every chain, rule, ipset, virtual server and kube-ipvs0 address Switchboard or kube-proxy (iptables or IPVS mode) created, both families, both iptables backends; virtual servers inside ipvs.excludeCIDRs stay',
     )
-    .action(() => cleanupCommand(logger()));
+    .option('--config <file>', 'KubeProxyConfiguration file: its ipvs.excludeCIDRs are kept')
+    .action((opts: { config?: string }) => cleanupCommand(opts, logger()));
 
   return program;
 }

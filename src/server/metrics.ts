@@ -7,6 +7,15 @@
  * Names, types, help texts (with component-base's `[ALPHA] ` stability prefix), buckets and labels
  * are kube-proxy's. Process metrics come from prom-client's default collectors (`process_*` as
  * kube-proxy has them, plus `nodejs_*` instead of Go's `go_*`).
+ *
+ * IPVS mode: kube-proxy's IPVS proxier has no metric of its own (no `*_ipvs_*`); it shares the
+ * sync durations, timestamps, change counters and network programming latency, which apply
+ * unchanged. It exports no `kubeproxy_sync_proxy_rules_iptables_total` (IPVS backends report no
+ * rules per table, so no series appears) and never black-holes a Local policy, so
+ * `no_local_endpoints_total` is 0. `iptables_restore_failures_total` counts every failed sync,
+ * as in iptables mode: kube-proxy's IPVS proxier counts only iptables-restore failures and just
+ * logs failed ipvsadm/ipset calls, while Switchboard fails the sync for those too (and retries
+ * in full), so they count, and an alert on the metric sees them.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

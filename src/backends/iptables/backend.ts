@@ -102,6 +102,11 @@ export interface IptablesBackendConfig {
   /** lock-wait flags for iptables and iptables-restore, from `waitFlags(version)`; default `-w 5` */
   waitFlags?: readonly string[];
   chunking?: Partial<ChunkingOptions>;
+  /**
+   * Runs once, after the first successful full sync (again after the next full sync if it
+   * throws): e.g. removing IPVS mode's leftovers once iptables mode's rules are in place.
+   */
+  afterFirstFullSync?: () => Promise<void>;
 }
 
 const DEFAULT_WAIT = ['-w', '5'] as const;
@@ -125,6 +130,7 @@ export class IptablesBackend implements ProxyBackend {
   private chains: Set<string> | null = null;
   private lastFixed: FixedChainContents = new Map();
   private canariesMade = false;
+  private afterFirstFullSync: (() => Promise<void>) | undefined;
 
   constructor(config: IptablesBackendConfig) {
     this.family = config.family;
@@ -135,6 +141,7 @@ export class IptablesBackend implements ProxyBackend {
     this.log = config.log.child({ backend: this.description });
     this.wait = config.waitFlags ?? DEFAULT_WAIT;
     this.iptables = new Iptables(config.runner, config.backend, { waitFlags: [...this.wait] });
+    this.afterFirstFullSync = config.afterFirstFullSync;
     // legacy rewrites the whole table on every commit, so splitting a sync multiplies its
     // cost (3,000 services: one 0.5 s restore vs 23 summing to 2.5 s); nft's cost grows
     // faster than linearly with the transaction (one 4.2 s restore vs 23 of 40-110 ms).
@@ -191,6 +198,7 @@ export class IptablesBackend implements ProxyBackend {
       };
       if (full) this.log.info({ ...summary, upgradedBecause: upgrade }, 'iptables sync done');
       else this.log.debug(summary, 'iptables sync done');
+      if (full && this.afterFirstFullSync) await this.runAfterFirstFullSync(this.afterFirstFullSync);
       return {
         full,
         restoreLines,
@@ -203,6 +211,15 @@ export class IptablesBackend implements ProxyBackend {
     } catch (e) {
       this.forget();
       throw this.wrap(e, request, full);
+    }
+  }
+
+  private async runAfterFirstFullSync(hook: () => Promise<void>): Promise<void> {
+    try {
+      await hook();
+      this.afterFirstFullSync = undefined;
+    } catch (e) {
+      this.log.warn({ err: e }, 'after-first-full-sync step failed; retrying after the next full sync');
     }
   }
 
@@ -310,6 +327,8 @@ export interface CreateIptablesBackendsInput {
   /** skip detection and use this backend (tests, or an operator's override) */
   backend?: Backend;
   chunking?: Partial<ChunkingOptions>;
+  /** per family: run once after its first successful full sync (see IptablesBackendConfig) */
+  afterFirstFullSync?: (family: IPFamily, iptables: Iptables) => Promise<void>;
 }
 
 /**
@@ -344,6 +363,12 @@ export async function createIptablesBackends(input: CreateIptablesBackendsInput)
         log,
         waitFlags: wait,
         ...(input.chunking ? { chunking: input.chunking } : {}),
+        ...(input.afterFirstFullSync
+          ? {
+              afterFirstFullSync: () =>
+                input.afterFirstFullSync!(family, new Iptables(runner, backend!, { waitFlags: wait })),
+            }
+          : {}),
       }),
   );
 }

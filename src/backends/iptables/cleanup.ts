@@ -23,14 +23,21 @@
  *
  * A chain of ours that another agent's own (non-built-in) chain jumps to cannot be
  * deleted without deleting that agent's rule, so it is flushed, kept, and reported.
+ *
+ * IPVS mode's chains are ours too (spec kube-proxy-ipvs.md §7). The same planner, with a
+ * narrower policy, removes one mode's leftovers when Switchboard starts in the other
+ * (`IPTABLES_MODE_LEFTOVERS`, `IPVS_MODE_LEFTOVERS`): the chains both modes use are kept,
+ * and the other mode's jumps into them (iptables mode's `--ctstate NEW` jumps to
+ * KUBE-PROXY-FIREWALL, IPVS mode's without) are deleted.
  */
 import { type Backend, iptablesBinary } from '../../kernel/backend.js';
 import { CommandError, type CommandRunner } from '../../kernel/exec.js';
 import { Iptables } from '../../kernel/iptables.js';
 import type { Logger } from '../../log.js';
 import type { IPFamily } from '../../model/ip.js';
+import { isIpvsOnlyChain, isSharedChain, modeOnlySharedJumps } from '../ipvs/chains.js';
 import { isServiceChain } from './chain-names.js';
-import { CANARY_CHAIN } from './jump-rules.js';
+import { CANARY_CHAIN, CANARY_TABLES, type JumpRule } from './jump-rules.js';
 import { FIXED_CHAINS } from './render.js';
 
 const KUBELET_CANARY = 'KUBE-KUBELET-CANARY';
@@ -124,35 +131,86 @@ export interface CleanupPlan {
   kept: { table: string; chain: string; referencedFrom: string }[];
 }
 
-function isOurs(table: string, chain: string, kubeletPresent: boolean): boolean {
+/** Iptables mode's chains (KUBE-FIREWALL aside: kubelet may own it). */
+function isIptablesModeChain(table: string, chain: string, kubeletPresent: boolean): boolean {
   if (OURS[table]?.includes(chain)) return true;
   if (table === 'nat' && (isServiceChain(chain) || chain.startsWith('KUBE-XLB-'))) return true;
   return table === 'filter' && chain === KUBELET_FIREWALL && !kubeletPresent;
 }
 
+/** Which chains and rules a cleanup removes. */
+export interface CleanupPolicy {
+  /** whether the user-defined chain `chain` of `table` is removed (flushed and deleted) */
+  removes(table: string, chain: string, kubeletPresent: boolean): boolean;
+  /** non-built-in chains whose rules into removed chains may be deleted (built-in ones always may) */
+  edits?(table: string, chain: string): boolean;
+  /** rules of built-in chains to delete besides the jumps into removed chains */
+  alsoDeletes?: readonly JumpRule[];
+}
+
+/** `switchboard cleanup`: everything either mode (and kube-proxy's) creates. */
+export const ALL_MODES: CleanupPolicy = {
+  removes: (table, chain, kubeletPresent) =>
+    isIptablesModeChain(table, chain, kubeletPresent) || isIpvsOnlyChain(table, chain),
+};
+
+/** Starting in IPVS mode: iptables mode's chains and jumps, keeping the chains IPVS mode uses. */
+export const IPTABLES_MODE_LEFTOVERS: CleanupPolicy = {
+  removes: (table, chain) =>
+    (isIptablesModeChain(table, chain, true) ||
+      (chain === CANARY_CHAIN && (CANARY_TABLES as readonly string[]).includes(table))) &&
+    !isSharedChain(table, chain),
+  edits: isSharedChain,
+  alsoDeletes: modeOnlySharedJumps('iptables'),
+};
+
+/** Starting in iptables mode: IPVS mode's chains and jumps, keeping the chains iptables mode uses. */
+export const IPVS_MODE_LEFTOVERS: CleanupPolicy = {
+  removes: (table, chain) => isIpvsOnlyChain(table, chain),
+  edits: isSharedChain,
+  alsoDeletes: modeOnlySharedJumps('ipvs'),
+};
+
+function isListedJump(table: string, rule: SavedRule, jumps: readonly JumpRule[]): boolean {
+  const words = splitRuleWords(rule.line).slice(2);
+  return jumps.some(
+    (j) =>
+      j.table === table &&
+      j.from === rule.chain &&
+      j.args.length === words.length &&
+      j.args.every((w, i) => w === words[i]),
+  );
+}
+
 /** What to remove from one backend and family, given its `iptables-save` output. Pure. */
-export function planCleanup(saveText: string): CleanupPlan {
+export function planCleanup(saveText: string, policy: CleanupPolicy = ALL_MODES): CleanupPlan {
   const tables = parseSave(saveText);
   const kubeletPresent = tables.some((t) => t.chains.has(KUBELET_CANARY));
   const plan: CleanupPlan = { input: '', removedRules: 0, removedChains: 0, kept: [] };
   const out: string[] = [];
   for (const table of tables) {
     const ours = [...table.chains.keys()].filter(
-      (c) => !table.chains.get(c) && isOurs(table.name, c, kubeletPresent),
+      (c) => !table.chains.get(c) && policy.removes(table.name, c, kubeletPresent),
     );
-    if (ours.length === 0) continue;
     const oursSet = new Set(ours);
     const unlink: string[] = [];
     const referenced = new Set<string>();
     for (const rule of table.rules) {
-      if (rule.target === undefined || !oursSet.has(rule.target) || oursSet.has(rule.chain)) continue;
-      if (table.chains.get(rule.chain)) {
+      if (oursSet.has(rule.chain)) continue;
+      const builtin = table.chains.get(rule.chain) === true;
+      if (builtin && policy.alsoDeletes && isListedJump(table.name, rule, policy.alsoDeletes)) {
+        unlink.push(`-D${rule.line.slice(2)}`);
+        continue;
+      }
+      if (rule.target === undefined || !oursSet.has(rule.target)) continue;
+      if (builtin || policy.edits?.(table.name, rule.chain)) {
         unlink.push(`-D${rule.line.slice(2)}`);
       } else {
         referenced.add(rule.target);
         plan.kept.push({ table: table.name, chain: rule.target, referencedFrom: rule.chain });
       }
     }
+    if (ours.length === 0 && unlink.length === 0) continue;
     const deleted = ours.filter((c) => !referenced.has(c));
     out.push(`*${table.name}`);
     for (const c of ours) out.push(`:${c} - [0:0]`);
@@ -169,6 +227,8 @@ export function planCleanup(saveText: string): CleanupPlan {
 export interface CleanupOptions {
   backends?: readonly Backend[];
   families?: readonly IPFamily[];
+  /** what to remove (default: everything of both modes) */
+  policy?: CleanupPolicy;
 }
 
 /**
@@ -202,7 +262,7 @@ export async function cleanupIptables(
         failures.push(`${save}: ${(e as Error).message}`);
         continue;
       }
-      const plan = planCleanup(saved);
+      const plan = planCleanup(saved, options.policy);
       for (const k of plan.kept) {
         log.warn(
           { backend, family, table: k.table, chain: k.chain, referencedFrom: k.referencedFrom },

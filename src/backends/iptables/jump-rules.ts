@@ -24,7 +24,8 @@ export interface JumpRule {
 
 const NEW = ['-m', 'conntrack', '--ctstate', 'NEW'] as const;
 
-function jump(
+/** A jump rule `-A <from> [extra] [-m comment --comment <comment>] -j <to>`. */
+export function jump(
   table: JumpRule['table'],
   from: string,
   to: string,
@@ -62,11 +63,16 @@ export const CANARY_TABLES = ['mangle', 'nat', 'filter'] as const;
 
 /**
  * Creates each target chain if missing (a jump to a missing chain is refused), then
- * prepends each jump rule that is not there. Returns how many rules it added.
+ * prepends each jump rule that is not there (iptables mode's by default). Returns how many
+ * rules it added.
  */
-export async function ensureJumpRules(iptables: Iptables, family: IPFamily): Promise<number> {
+export async function ensureJumpRules(
+  iptables: Iptables,
+  family: IPFamily,
+  rules: readonly JumpRule[] = JUMP_RULES,
+): Promise<number> {
   let added = 0;
-  for (const rule of JUMP_RULES) {
+  for (const rule of rules) {
     await iptables.ensureChain(family, rule.table, rule.to);
     const existed = await iptables.ensureRule(family, 'prepend', rule.table, rule.from, rule.args);
     if (!existed) added++;
@@ -92,8 +98,20 @@ export async function canaryExists(
   waitFlags: readonly string[],
   table: (typeof CANARY_TABLES)[number] = 'mangle',
 ): Promise<boolean> {
+  return chainExists(runner, iptables, family, waitFlags, table, CANARY_CHAIN);
+}
+
+/** Whether `chain` exists in `table` (see canaryExists for the exit codes). */
+export async function chainExists(
+  runner: CommandRunner,
+  iptables: Iptables,
+  family: IPFamily,
+  waitFlags: readonly string[],
+  table: string,
+  chain: string,
+): Promise<boolean> {
   const cmd = iptables.binary(family, 'iptables');
-  const args = [...waitFlags, '-t', table, '-n', '-L', CANARY_CHAIN];
+  const args = [...waitFlags, '-t', table, '-n', '-L', chain];
   const r = await runner.run(cmd, args, { reject: false, timeoutMs: 30_000 });
   if (r.exitCode === 0) return true;
   if (r.exitCode === 1) return false;

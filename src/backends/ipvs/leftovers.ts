@@ -1,0 +1,200 @@
+/**
+ * Removing IPVS mode's state: on `switchboard cleanup` (both families), and when
+ * Switchboard starts in iptables mode on a node that ran IPVS mode (one family, once its
+ * iptables rules are in place). Current kube-proxy cleans nothing on a mode switch and its
+ * `--cleanup` flushes the whole IPVS table and forgets the IPv6 sets; this does neither.
+ *
+ * What goes, in an order that works: iptables first (IPVS mode's own chains and its jumps
+ * into the shared KUBE-PROXY-FIREWALL, so no rule references a set any more), then the
+ * family's sets (kube-proxy's 17 names and Switchboard's swap sets: a set still used by
+ * another agent's rule cannot be destroyed and is reported), then every virtual server of
+ * the family whose address is outside excludeCIDRs, then the family's addresses on
+ * kube-ipvs0, and the link itself once no family has an address on it. Nothing foreign is
+ * touched: other sets, firewall-mark services, the other family, excluded virtual servers.
+ *
+ * The IPVS table is read only if ip_vs is loaded (`/proc/net/ip_vs` exists): running
+ * ipvsadm would load the module on a node that never used it.
+ */
+import type { CommandRunner } from '../../kernel/exec.js';
+import { CommandError } from '../../kernel/exec.js';
+import { addressCommand, IpLink, KUBE_IPVS0 } from '../../kernel/ip-link.js';
+import { Ipset, IpsetError, ipsetMissing } from '../../kernel/ipset.js';
+import type { Iptables } from '../../kernel/iptables.js';
+import { Ipvsadm } from '../../kernel/ipvsadm.js';
+import type { Logger } from '../../log.js';
+import { cidrContains, type IPFamily, parseCIDR, parseIP } from '../../model/ip.js';
+import { IPVS_MODE_LEFTOVERS, planCleanup } from '../iptables/cleanup.js';
+import { IPSET_DEFINITIONS, ipsetName } from './ipsets.js';
+import { deleteVirtualServerLine } from './ipvsadm-text.js';
+import { isSwapSetName } from './kernel-state.js';
+import { virtualServerKey } from './state.js';
+
+export interface IpvsStateRemoval {
+  chains: number;
+  rules: number;
+  sets: number;
+  virtualServers: number;
+  addresses: number;
+  linkRemoved: boolean;
+  /** what could not be removed, with why */
+  problems: string[];
+}
+
+export interface RemoveIpvsStateInput {
+  runner: CommandRunner;
+  families: readonly IPFamily[];
+  /** ipvs.excludeCIDRs: virtual servers inside are kept */
+  excludeCIDRs: readonly string[];
+  log: Logger;
+  link?: string;
+}
+
+/** Whether ip_vs is loaded, without loading it (`test -e /proc/net/ip_vs`). */
+export async function ipvsLoaded(runner: CommandRunner): Promise<boolean> {
+  try {
+    const r = await runner.run('test', ['-e', '/proc/net/ip_vs'], { reject: false, timeoutMs: 10_000 });
+    return r.exitCode === 0;
+  } catch {
+    return false;
+  }
+}
+
+function empty(): IpvsStateRemoval {
+  return { chains: 0, rules: 0, sets: 0, virtualServers: 0, addresses: 0, linkRemoved: false, problems: [] };
+}
+
+/**
+ * Removes the sets, virtual servers and kube-ipvs0 addresses of `families` (not the
+ * iptables rules: see removeIpvsLeftovers and cleanupIptables). Never throws for a
+ * missing tool or module; everything it could not do is in `problems`.
+ */
+export async function removeIpvsState(input: RemoveIpvsStateInput): Promise<IpvsStateRemoval> {
+  const { runner, families, log } = input;
+  const link = input.link ?? KUBE_IPVS0;
+  const out = empty();
+  const excluded = input.excludeCIDRs.map((c) => {
+    const cidr = parseCIDR(c);
+    if (!cidr) throw new Error(`ipvs.excludeCIDRs: ${JSON.stringify(c)} is not a CIDR`);
+    return cidr;
+  });
+
+  // 1. sets (after the iptables rules that used them)
+  const ipset = new Ipset(runner);
+  try {
+    const names = new Set(await ipset.listNames());
+    const ours = families.flatMap((f) => [
+      ...IPSET_DEFINITIONS.map((d) => ipsetName(d.id, f)),
+      ...[...names].filter((n) => isSwapSetName(n, f)),
+    ]);
+    for (const name of ours) {
+      if (!names.has(name)) continue;
+      try {
+        await ipset.destroy(name);
+        out.sets++;
+      } catch (e) {
+        if (!(e instanceof IpsetError)) throw e;
+        out.problems.push(e.inUse ? `ipset ${name} is still used by an iptables rule: kept` : e.message);
+      }
+    }
+  } catch (e) {
+    if (ipsetMissing(e)) log.debug('ipset is not installed: no sets to remove');
+    else out.problems.push(`ipset: ${(e as Error).message}`);
+  }
+
+  // 2. virtual servers
+  if (await ipvsLoaded(runner)) {
+    const ipvsadm = new Ipvsadm(runner);
+    try {
+      const table = await ipvsadm.readTable();
+      const stale = table.virtualServers.filter((vs) => {
+        const ip = parseIP(vs.address);
+        if (!ip || !families.includes(ip.family)) return false;
+        if (excluded.some((c) => cidrContains(c, ip))) {
+          log.info({ virtualServer: virtualServerKey(vs) }, 'kept a virtual server inside ipvs.excludeCIDRs');
+          return false;
+        }
+        return true;
+      });
+      if (stale.length > 0) {
+        await ipvsadm.restore(`${stale.map((vs) => deleteVirtualServerLine(vs)).join('\n')}\n`);
+        const after = new Set((await ipvsadm.readTable()).virtualServers.map(virtualServerKey));
+        const left = stale.filter((vs) => after.has(virtualServerKey(vs)));
+        out.virtualServers = stale.length - left.length;
+        if (left.length > 0)
+          out.problems.push(`virtual servers still there: ${left.map(virtualServerKey).join(', ')}`);
+      }
+    } catch (e) {
+      out.problems.push(`ipvsadm: ${(e as Error).message}`);
+    }
+  } else {
+    log.debug('ip_vs is not loaded: no virtual servers to remove');
+  }
+
+  // 3. kube-ipvs0
+  const ip = new IpLink(runner);
+  try {
+    if (await ip.exists(link)) {
+      for (const family of families) {
+        const addresses = (await ip.addresses(link, family)) ?? [];
+        if (addresses.length === 0) continue;
+        await ip.batch(addresses.map((a) => addressCommand('del', a, link)));
+        out.addresses += addresses.length;
+      }
+      const rest = [
+        ...((await ip.addresses(link, 'IPv4')) ?? []),
+        ...((await ip.addresses(link, 'IPv6')) ?? []),
+      ];
+      if (rest.length === 0) {
+        await ip.remove(link);
+        out.linkRemoved = true;
+      } else {
+        log.info(
+          { link, addresses: rest.length },
+          "kept the link: the other family's addresses are still on it",
+        );
+      }
+    }
+  } catch (e) {
+    if (e instanceof CommandError && e.reason === 'spawn') log.debug('ip is not installed');
+    else out.problems.push(`${link}: ${(e as Error).message}`);
+  }
+  return out;
+}
+
+export interface RemoveIpvsLeftoversInput {
+  runner: CommandRunner;
+  /** the iptables (backend) in use */
+  iptables: Iptables;
+  family: IPFamily;
+  excludeCIDRs: readonly string[];
+  log: Logger;
+}
+
+/**
+ * Starting in iptables mode on a node that ran IPVS mode: once iptables mode's rules are in
+ * place (its sync rewrote the chains both modes use), removes IPVS mode's chains and jumps
+ * from the iptables in use, then the family's sets, virtual servers and addresses.
+ * Logs what it removed; returns it. Throws only when the iptables part fails (the caller
+ * retries later); the rest is best effort, reported in `problems`.
+ */
+export async function removeIpvsLeftovers(input: RemoveIpvsLeftoversInput): Promise<IpvsStateRemoval> {
+  const { iptables, family, log } = input;
+  const plan = planCleanup(await iptables.save(family), IPVS_MODE_LEFTOVERS);
+  if (plan.input !== '') await iptables.restore(family, plan.input);
+  for (const k of plan.kept)
+    log.warn({ ...k }, 'flushed but kept an IPVS-mode chain that another chain still jumps to');
+  const removed = await removeIpvsState({
+    runner: input.runner,
+    families: [family],
+    excludeCIDRs: input.excludeCIDRs,
+    log,
+  });
+  removed.chains = plan.removedChains;
+  removed.rules = plan.removedRules;
+  const { problems, ...counts } = removed;
+  if (Object.values(counts).some((v) => v !== 0 && v !== false)) {
+    log.info({ family, ...counts }, "removed IPVS mode's state (switch to iptables mode)");
+  }
+  for (const p of problems) log.warn({ family }, `IPVS leftovers: ${p}`);
+  return removed;
+}

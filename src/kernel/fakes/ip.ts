@@ -1,0 +1,187 @@
+/**
+ * An in-memory `ip` (iproute2 6.1) for links and their addresses, enough for kube-ipvs0:
+ * `link show|add|del`, `[-o] [-4|-6] addr show dev`, and `[-force] -batch -` of
+ * `addr add|del`. Messages, exit codes and the `-o` format are those measured on this
+ * project's hosts (see src/kernel/ip-link.ts) and checked against the real tool with a
+ * bridge link (test/ipvs-apply/ip-link.test.ts). The `dummy` type can be switched off, as
+ * it is missing from those hosts' kernel.
+ */
+import { type IPFamily, parseIP } from '../../model/ip.js';
+import type { RunResult } from '../exec.js';
+
+interface FakeAddress {
+  family: IPFamily;
+  address: string;
+  prefix: number;
+}
+
+interface FakeLink {
+  index: number;
+  name: string;
+  type: string;
+  addresses: FakeAddress[];
+}
+
+class IpFailure extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+const ok = (stdout = ''): RunResult => ({ stdout, stderr: '', exitCode: 0 });
+
+export class FakeIp {
+  /** false: `ip link add ... type dummy` fails with "Unknown device type" */
+  dummyAvailable = true;
+  /** link types `ip link add` accepts besides dummy (bridge: to compare with real ip where dummy is missing) */
+  readonly otherTypes = new Set(['bridge']);
+  /** net.ipv6.conf.*.accept_dad: with it, IPv6 addresses on a link that is down stay `tentative` */
+  ipv6Dad = true;
+  private readonly links = new Map<string, FakeLink>();
+  private nextIndex = 2;
+
+  run(args: readonly string[], input = ''): RunResult {
+    const a = [...args];
+    let force = false;
+    let oneline = false;
+    let family: IPFamily | null = null;
+    let batch = false;
+    while (a[0]?.startsWith('-')) {
+      const flag = a.shift()!;
+      if (flag === '-force') force = true;
+      else if (flag === '-o' || flag === '-oneline') oneline = true;
+      else if (flag === '-4') family = 'IPv4';
+      else if (flag === '-6') family = 'IPv6';
+      else if (flag === '-batch') {
+        batch = true;
+        a.shift();
+      } else return { stdout: '', stderr: `Option "${flag}" is unknown, try "ip -help".\n`, exitCode: 255 };
+    }
+    if (batch) return this.batch(input, force);
+    try {
+      return this.command(a, { oneline, family });
+    } catch (e) {
+      if (e instanceof IpFailure) return { stdout: '', stderr: `${e.message}\n`, exitCode: e.exitCode };
+      throw e;
+    }
+  }
+
+  private batch(input: string, force: boolean): RunResult {
+    let stderr = '';
+    let failed = false;
+    const lines = input.split('\n');
+    for (const [i, raw] of lines.entries()) {
+      const words = raw
+        .trim()
+        .split(/\s+/)
+        .filter((w) => w !== '');
+      if (words.length === 0) continue;
+      try {
+        this.command(words, { oneline: false, family: null });
+      } catch (e) {
+        if (!(e instanceof IpFailure)) throw e;
+        if (e.exitCode === 255) return { stdout: '', stderr: `${stderr}${e.message}\n`, exitCode: 255 };
+        stderr += `${e.message}\nCommand failed -:${i + 1}\n`;
+        failed = true;
+        if (!force) break;
+      }
+    }
+    return { stdout: '', stderr, exitCode: failed ? 1 : 0 };
+  }
+
+  private link(name: string | undefined, missing: 'show' | 'change'): FakeLink {
+    const link = name === undefined ? undefined : this.links.get(name);
+    if (!link)
+      throw new IpFailure(
+        missing === 'show' ? `Device "${name}" does not exist.` : `Cannot find device "${name}"`,
+      );
+    return link;
+  }
+
+  private command(words: string[], opts: { oneline: boolean; family: IPFamily | null }): RunResult {
+    const [object, verb, ...rest] = words;
+    const devName = (ws: string[]) => (ws[0] === 'dev' || ws[0] === 'name' ? ws[1] : ws[0]);
+    if (object === 'link' || object === 'l') {
+      if (verb === 'show' || verb === undefined) {
+        const link = this.link(devName(rest), 'show');
+        const text = `${link.index}: ${link.name}: <BROADCAST,NOARP> mtu 1500 qdisc noop state DOWN mode DEFAULT group default qlen 1000`;
+        return ok(
+          `${opts.oneline ? `${text}\\    link/ether 00:00:00:00:00:00 brd ff:ff:ff:ff:ff:ff` : text}\n`,
+        );
+      }
+      if (verb === 'add') {
+        const name = devName(rest);
+        const type = rest[rest.indexOf('type') + 1];
+        if (!name || rest.indexOf('type') === -1)
+          throw new IpFailure('Not enough information: "type" argument is required', 255);
+        const known = (type === 'dummy' && this.dummyAvailable) || this.otherTypes.has(type ?? '');
+        if (!known) throw new IpFailure('Error: Unknown device type.', 2);
+        if (this.links.has(name)) throw new IpFailure('RTNETLINK answers: File exists', 2);
+        this.links.set(name, { index: this.nextIndex++, name, type: type ?? '', addresses: [] });
+        return ok();
+      }
+      if (verb === 'del' || verb === 'delete') {
+        const link = this.link(devName(rest), 'change');
+        this.links.delete(link.name);
+        return ok();
+      }
+    }
+    if (object === 'addr' || object === 'address' || object === 'a') {
+      if (verb === 'show' || verb === 'list' || verb === undefined) {
+        const link = this.link(devName(rest), 'show');
+        const lines = link.addresses
+          .filter((x) => opts.family === null || x.family === opts.family)
+          .map((x) =>
+            x.family === 'IPv4'
+              ? `${link.index}: ${link.name}    inet ${x.address}/${x.prefix} scope global ${link.name}\\       valid_lft forever preferred_lft forever`
+              : `${link.index}: ${link.name}    inet6 ${x.address}/${x.prefix} scope global ${this.ipv6Dad ? 'tentative ' : ''}\\       valid_lft forever preferred_lft forever`,
+          );
+        return ok(lines.map((l) => `${l}\n`).join(''));
+      }
+      if (verb === 'add' || verb === 'del' || verb === 'delete') {
+        const [cidr, dev, name] = rest;
+        const slash = (cidr ?? '').indexOf('/');
+        const ip = parseIP(slash === -1 ? (cidr ?? '') : cidr!.slice(0, slash));
+        if (!ip || dev !== 'dev')
+          throw new IpFailure(`Error: any valid prefix is expected rather than "${cidr}".`, 255);
+        const prefix = slash === -1 ? (ip.family === 'IPv4' ? 32 : 128) : Number(cidr!.slice(slash + 1));
+        const link = this.link(name, 'change');
+        const v = ip.family === 'IPv4' ? 'ipv4' : 'ipv6';
+        const at = link.addresses.findIndex((x) => x.address === ip.text && x.prefix === prefix);
+        if (verb === 'add') {
+          if (at !== -1)
+            throw new IpFailure(
+              ip.family === 'IPv4'
+                ? 'Error: ipv4: Address already assigned.'
+                : 'Error: ipv6: address already assigned.',
+            );
+          link.addresses.push({ family: ip.family, address: ip.text, prefix });
+        } else {
+          if (at === -1)
+            throw new IpFailure(`Error: ${v}: ${ip.family === 'IPv4' ? 'Address' : 'address'} not found.`);
+          link.addresses.splice(at, 1);
+        }
+        return ok();
+      }
+    }
+    throw new IpFailure(`Command "${verb ?? object}" is unknown, try "ip ${object ?? ''} help".`, 255);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // For tests
+
+  hasLink(name: string): boolean {
+    return this.links.has(name);
+  }
+
+  /** The link's addresses (canonical, sorted), or undefined without the link. */
+  addressesOf(name: string): string[] | undefined {
+    return this.links
+      .get(name)
+      ?.addresses.map((a) => a.address)
+      .sort();
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The predicted iptables-save form of IPVS mode's helper rules (save-form.ts) against what
+ * real iptables prints, for kube-proxy's rule forms (spec kube-proxy-ipvs.md §7), both
+ * families and both backends. (`-m ipvs` needs xt_ipvs, missing on these hosts: the VM
+ * checks it.)
+ */
+import { describe, expect, it } from 'vitest';
+import { splitRuleWords } from '../../src/backends/iptables/cleanup.js';
+import { helperChainsMatch } from '../../src/backends/ipvs/backend.js';
+import { IPSET_DEFINITIONS, ipsetCreateOptions, ipsetName } from '../../src/backends/ipvs/ipsets.js';
+import { predictSavedWords } from '../../src/backends/ipvs/save-form.js';
+import { iptablesBinary } from '../../src/kernel/backend.js';
+import type { IPFamily } from '../../src/model/ip.js';
+import { withScratchNetns } from '../kernel/netns.js';
+import { describeKernel } from '../kernel/require-root.js';
+
+function rules(family: IPFamily): { filter: string[]; nat: string[] } {
+  const v4 = family === 'IPv4';
+  const s = (base: string) => (v4 ? base : `KUBE-6-${base.slice(5)}`.slice(0, 31));
+  const lo = v4 ? '127.0.0.0/8' : '::1/128';
+  const lb = v4 ? '5.6.7.8' : 'fd00:5:6::8';
+  return {
+    nat: [
+      `-A KUBE-SERVICES -s ${lo} -j RETURN`,
+      `-A KUBE-POSTROUTING -m comment --comment "Kubernetes endpoints dst ip:port, source ip for solving hairpin purpose" -m set --match-set ${s('KUBE-LOOP-BACK')} dst,dst,src -j MASQUERADE`,
+      `-A KUBE-SERVICES -m comment --comment "Kubernetes service lb portal" -m set --match-set ${s('KUBE-LOAD-BALANCER')} dst,dst -j KUBE-LOAD-BALANCER`,
+      `-A KUBE-NODE-PORT -p tcp -m comment --comment "Kubernetes nodeport TCP port for masquerade purpose" -m set --match-set ${s('KUBE-NODE-PORT-TCP')} dst -j KUBE-MARK-MASQ`,
+      `-A KUBE-SERVICES -m comment --comment "Kubernetes service cluster ip + port for masquerade purpose" -m set --match-set ${s('KUBE-CLUSTER-IP')} dst,dst ! -s ${v4 ? '10.244.0.0/16' : 'fd00:10:244::/48'} -j KUBE-MARK-MASQ`,
+      `-A KUBE-SERVICES -m comment --comment "Kubernetes service external ip + port for masquerade and filter purpose" -m set --match-set ${s('KUBE-EXTERNAL-IP')} dst,dst -m physdev ! --physdev-is-in -m addrtype ! --src-type LOCAL -j ACCEPT`,
+      '-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT',
+      '-A KUBE-LOAD-BALANCER -j KUBE-MARK-MASQ',
+      `-A KUBE-SERVICES -m set --match-set ${s('KUBE-CLUSTER-IP')} dst,dst -j ACCEPT`,
+      '-A KUBE-POSTROUTING -m mark ! --mark 0x00004000/0x00004000 -j RETURN',
+      '-A KUBE-POSTROUTING -j MARK --xor-mark 0x00004000',
+      '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
+      '-A KUBE-MARK-MASQ -j MARK --or-mark 0x00004000',
+    ],
+    filter: [
+      `-A KUBE-PROXY-FIREWALL -m comment --comment "Kubernetes service load balancer ip + port for load balancer with sourceRange" -m set --match-set ${s('KUBE-LOAD-BALANCER-FW')} dst,dst -j KUBE-SOURCE-RANGES-FIREWALL`,
+      `-A KUBE-SOURCE-RANGES-FIREWALL -m comment --comment "Kubernetes service load balancer ip + port + source cidr for packet filter purpose" -m set --match-set ${s('KUBE-LOAD-BALANCER-SOURCE-CIDR')} dst,dst,src -j RETURN`,
+      '-A KUBE-SOURCE-RANGES-FIREWALL -j DROP',
+      `-A KUBE-IPVS-OUT-FILTER -s ${lb} -j DROP`,
+      '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x00004000/0x00004000 -j ACCEPT',
+      '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      `-A KUBE-NODE-PORT -m comment --comment "Kubernetes health check node port" -m set --match-set ${s('KUBE-HEALTH-CHECK-NODE-PORT')} dst -j ACCEPT`,
+      `-A KUBE-IPVS-FILTER -m set --match-set ${s('KUBE-LOAD-BALANCER')} dst,dst -j RETURN`,
+      `-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set ${s('KUBE-IPVS-IPS')} dst -j REJECT`,
+    ],
+  };
+}
+
+function restoreText(family: IPFamily): string {
+  const r = rules(family);
+  const table = (name: string, lines: string[], chains: string[]) =>
+    [`*${name}`, ...chains.map((c) => `:${c} - [0:0]`), ...lines, 'COMMIT'].join('\n');
+  return `${[
+    table('filter', r.filter, [
+      'KUBE-FORWARD',
+      'KUBE-NODE-PORT',
+      'KUBE-PROXY-FIREWALL',
+      'KUBE-SOURCE-RANGES-FIREWALL',
+      'KUBE-IPVS-FILTER',
+      'KUBE-IPVS-OUT-FILTER',
+    ]),
+    table('nat', r.nat, [
+      'KUBE-SERVICES',
+      'KUBE-POSTROUTING',
+      'KUBE-NODE-PORT',
+      'KUBE-LOAD-BALANCER',
+      'KUBE-MARK-MASQ',
+    ]),
+  ].join('\n')}\n`;
+}
+
+describe('predictSavedWords', () => {
+  it('moves generic options before the modules, adds host prefixes, rewrites MARK and REJECT', () => {
+    expect(
+      predictSavedWords('-A X -m set --match-set S dst,dst ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ', 'IPv4'),
+    ).toEqual('-A X ! -s 10.244.0.0/16 -m set --match-set S dst,dst -j KUBE-MARK-MASQ'.split(' '));
+    expect(predictSavedWords('-A X -s 5.6.7.8 -j DROP', 'IPv4')).toEqual([
+      '-A',
+      'X',
+      '-s',
+      '5.6.7.8/32',
+      '-j',
+      'DROP',
+    ]);
+    expect(predictSavedWords('-A X -j MARK --or-mark 0x00004000', 'IPv4')).toEqual(
+      '-A X -j MARK --set-xmark 0x4000/0x4000'.split(' '),
+    );
+    expect(predictSavedWords('-A X -j REJECT', 'IPv6')).toEqual(
+      '-A X -j REJECT --reject-with icmp6-port-unreachable'.split(' '),
+    );
+  });
+});
+
+describeKernel('the predicted save form against real iptables', () => {
+  for (const backend of ['nft', 'legacy'] as const) {
+    for (const family of ['IPv4', 'IPv6'] as const) {
+      it(`${backend} ${family}`, async () => {
+        await withScratchNetns(async ({ runner }) => {
+          const sets = IPSET_DEFINITIONS.map((d) => {
+            const name = ipsetName(d.id, family);
+            const fam = d.type === 'bitmap:port' ? null : family === 'IPv4' ? 'inet' : 'inet6';
+            return `create ${name} ${d.type} ${ipsetCreateOptions({ type: d.type, family: fam })}`;
+          });
+          await runner.run('ipset', ['restore'], { input: `${sets.join('\n')}\n` });
+          const input = restoreText(family);
+          await runner.run(iptablesBinary(backend, family, 'restore'), ['--noflush'], { input });
+          const saved = (await runner.run(iptablesBinary(backend, family, 'save'), [])).stdout;
+          const savedRules = saved.split('\n').filter((l) => /^-A KUBE-/.test(l));
+          const r = rules(family);
+          for (const line of [...r.filter, ...r.nat]) {
+            const chain = line.split(' ')[1]!;
+            const predicted = predictSavedWords(line, family);
+            expect(
+              savedRules.filter((l) => l.startsWith(`-A ${chain} `)).map((l) => splitRuleWords(l)),
+            ).toContainEqual(predicted);
+          }
+          expect(helperChainsMatch(saved, input, family)).toBe(true);
+          expect(helperChainsMatch(saved, input.replace('-j DROP\n', '-j ACCEPT\n'), family)).toBe(false);
+        });
+      });
+    }
+  }
+});
