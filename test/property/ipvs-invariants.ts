@@ -4,9 +4,9 @@
  */
 import { expect } from 'vitest';
 import { formatRestore, parseRestore } from '../../src/backends/iptables/restore-text.js';
+import { IPVS_CHAINS } from '../../src/backends/ipvs/chains.js';
 import { formatIptablesSection, formatSection } from '../../src/backends/ipvs/format.js';
 import { IPSET_DEFINITIONS, IPSET_NAME_MAX } from '../../src/backends/ipvs/ipsets.js';
-import { IPVS_CHAINS } from '../../src/backends/ipvs/render.js';
 import {
   compareAddresses,
   compareRealServers,

@@ -11,6 +11,7 @@
 import { parseIP } from '../../model/ip.js';
 import type { Endpoint, ServicePortState, Snapshot } from '../../model/types.js';
 import { emptyTable } from '../iptables/restore-text.js';
+import { IPVS_CHAINS } from './chains.js';
 import type { IpvsRenderContext } from './context.js';
 import { insideCIDRs } from './context.js';
 import { IPSET_DEFINITIONS, type IpsetId } from './ipsets.js';
@@ -355,19 +356,6 @@ function sameVirtualServer(a: VirtualServer, b: VirtualServer): boolean {
     )
   );
 }
-
-/** The chains kube-proxy's IPVS proxier declares (and so flushes) on every sync, per table. */
-export const IPVS_CHAINS = {
-  nat: ['KUBE-SERVICES', 'KUBE-POSTROUTING', 'KUBE-NODE-PORT', 'KUBE-LOAD-BALANCER', 'KUBE-MARK-MASQ'],
-  filter: [
-    'KUBE-FORWARD',
-    'KUBE-NODE-PORT',
-    'KUBE-PROXY-FIREWALL',
-    'KUBE-SOURCE-RANGES-FIREWALL',
-    'KUBE-IPVS-FILTER',
-    'KUBE-IPVS-OUT-FILTER',
-  ],
-} as const;
 
 /**
  * The helper chains in kube-proxy's emission order (writeIptablesRules, spec §7). Rules
