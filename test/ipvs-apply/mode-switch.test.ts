@@ -190,6 +190,24 @@ describe('mode switch on the in-memory kernel', () => {
     expect(node.ip.hasLink('kube-ipvs0')).toBe(false);
   });
 
+  it('iptables mode on a node that never ran IPVS mode leaves a foreign IPVS table alone', async () => {
+    const node = new FakeNode();
+    await seedForeign(node);
+    const before = node.ipvsadm.save();
+    await runIptablesMode(node, async () => {
+      const removed = await removeIpvsLeftovers({
+        runner: node,
+        iptables: new Iptables(node, 'nft'),
+        family: 'IPv4',
+        excludeCIDRs: [],
+        log: silentLogger(),
+      });
+      expect(removed.virtualServers).toBe(0);
+    });
+    expect(node.ipvsadm.save()).toBe(before);
+    expect(before).toContain('-A -t 192.168.200.1:80 -s rr');
+  });
+
   it('keeps kube-ipvs0 while the other family still has addresses on it', async () => {
     const node = new FakeNode();
     await harness(ipvsDesired(), { node }).sync();

@@ -59,6 +59,22 @@ export async function ipvsLoaded(runner: CommandRunner): Promise<boolean> {
   }
 }
 
+/** kube-proxy's (or our) IPVS mode ran here for `family`: one of its sets, or kube-ipvs0, exists. */
+async function ipvsModeRan(runner: CommandRunner, family: IPFamily): Promise<boolean> {
+  try {
+    const names = new Set(await new Ipset(runner).listNames());
+    if (IPSET_DEFINITIONS.some((d) => names.has(ipsetName(d.id, family)))) return true;
+  } catch (e) {
+    if (!ipsetMissing(e)) throw e;
+  }
+  try {
+    return await new IpLink(runner).exists(KUBE_IPVS0);
+  } catch (e) {
+    if (e instanceof CommandError && e.reason === 'spawn') return false;
+    throw e;
+  }
+}
+
 function empty(): IpvsStateRemoval {
   return { chains: 0, rules: 0, sets: 0, virtualServers: 0, addresses: 0, linkRemoved: false, problems: [] };
 }
@@ -183,6 +199,12 @@ export async function removeIpvsLeftovers(input: RemoveIpvsLeftoversInput): Prom
   if (plan.input !== '') await iptables.restore(family, plan.input);
   for (const k of plan.kept)
     log.warn({ ...k }, 'flushed but kept an IPVS-mode chain that another chain still jumps to');
+  // A node that never ran IPVS mode may still use IPVS (keepalived, a host load balancer):
+  // its virtual servers are not ours to sweep unless kube-proxy's IPVS mode left its marks.
+  if (plan.removedChains === 0 && !(await ipvsModeRan(input.runner, family))) {
+    log.debug({ family }, 'no sign of IPVS mode (chains, sets, kube-ipvs0): the IPVS table is left alone');
+    return { ...empty(), rules: plan.removedRules };
+  }
   const removed = await removeIpvsState({
     runner: input.runner,
     families: [family],
