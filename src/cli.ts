@@ -7,8 +7,11 @@ import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createIptablesBackends } from './backends/iptables/backend.js';
 import { cleanupIptables } from './backends/iptables/cleanup.js';
+import type { IpvsBackend } from './backends/ipvs/backend.js';
+import { desiredIpvsState } from './backends/ipvs/desired.js';
 import { formatIpvsState, formatSection, IPVS_SECTIONS, type IpvsSection } from './backends/ipvs/format.js';
-import { removeIpvsState } from './backends/ipvs/leftovers.js';
+import { removeIpvsLeftovers, removeIpvsState } from './backends/ipvs/leftovers.js';
+import { createIpvsBackends, IpvsUnsupportedError } from './backends/ipvs/setup.js';
 import { type HostFacts, loadHostFacts, neutralHostFacts } from './config/host.js';
 import {
   defaultKubeProxyConfiguration,
@@ -18,7 +21,7 @@ import {
 } from './config/kubeproxy.js';
 import { formatProblem, InputError } from './errors.js';
 import { Conntrack } from './kernel/conntrack.js';
-import { ExecaRunner } from './kernel/exec.js';
+import { type CommandRunner, ExecaRunner } from './kernel/exec.js';
 import { HostProcFiles } from './kernel/proc-files.js';
 import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from './log.js';
 import type { IPFamily } from './model/ip.js';
@@ -28,7 +31,7 @@ import { loadKubeConfig } from './sources/kubeconfig.js';
 import { ManifestSource } from './sources/manifest-source.js';
 import { readManifests } from './sources/manifests.js';
 import { checkServiceAddress } from './sources/service-address.js';
-import type { ObjectSource } from './sync/backend.js';
+import type { ObjectSource, ProxyBackend } from './sync/backend.js';
 import { ConntrackCleaner, ConntrackCleaningBackend } from './sync/conntrack-cleanup.js';
 import { applyNodeSettings } from './sync/node-settings.js';
 import { renderIpvsOnce, renderOnce } from './sync/render-once.js';
@@ -39,7 +42,7 @@ import {
   runProxyOnce,
   startProxy,
 } from './sync/run.js';
-import { iptablesOptions, resolveNodeName } from './sync/wiring.js';
+import { iptablesOptions, ipvsOptions, resolveNodeName } from './sync/wiring.js';
 
 /** A command that ran but did not succeed: main logs the message and exits with the code. */
 class CommandFailed extends Error {
@@ -182,13 +185,51 @@ function iptablesBackends(hostFromFile: boolean): BackendFactory {
       families,
       options: (facts) => iptablesOptions(config, facts),
       ...(hostFromFile ? { hostFacts: host } : {}),
+      // A node that ran IPVS mode: its state goes once iptables mode's rules are in place.
+      afterFirstFullSync: async (family, iptables) => {
+        await removeIpvsLeftovers({ runner, iptables, family, excludeCIDRs: config.ipvs.excludeCIDRs, log });
+      },
       log,
     });
-    const conntrack = new Conntrack(runner);
-    return backends.map(
-      (b) => new ConntrackCleaningBackend(b, new ConntrackCleaner({ family: b.family, conntrack, log })),
-    );
+    await applyNodeSettings(config, new HostProcFiles(), log);
+    return withConntrackCleanup(backends, runner, log);
   };
+}
+
+/** IPVS mode's backends: the kernel checked and tuned, then one diff-based applier per family. */
+function ipvsBackends(hostFromFile: boolean): BackendFactory {
+  return async ({ families, config, host, log }) => {
+    const runner = new ExecaRunner();
+    let backends: IpvsBackend[];
+    try {
+      backends = await createIpvsBackends({
+        runner,
+        families,
+        config,
+        desired: (family, facts) => desiredIpvsState(ipvsOptions(config, facts), family),
+        ...(hostFromFile ? { hostFacts: host } : {}),
+        log,
+      });
+    } catch (e) {
+      // Not a crash: the node cannot do what the configuration asks (see setup.ts).
+      if (e instanceof IpvsUnsupportedError) throw new CommandFailed(e.message, 1);
+      throw e;
+    }
+    await applyNodeSettings(config, new HostProcFiles(), log);
+    return withConntrackCleanup(backends, runner, log);
+  };
+}
+
+/** Each backend followed by the cleanup of stale UDP conntrack entries after its successful syncs. */
+function withConntrackCleanup(
+  backends: readonly ProxyBackend[],
+  runner: CommandRunner,
+  log: Logger,
+): ProxyBackend[] {
+  const conntrack = new Conntrack(runner);
+  return backends.map(
+    (b) => new ConntrackCleaningBackend(b, new ConntrackCleaner({ family: b.family, conntrack, log })),
+  );
 }
 
 /** Resolves on the first SIGTERM or SIGINT (registered before startup, so an early signal is not lost). */
@@ -230,20 +271,16 @@ function objectSource(
 
 async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
   let config = await loadConfig(opts.config, log, opts.mode);
-  if (config.mode === 'ipvs' && !opts.dryRun) {
-    throw new InputError(
-      'run: IPVS mode has no kernel applier wired in yet; use --dry-run to print what it would apply, or run in iptables mode',
-    );
-  }
   let host = await loadHost(opts.host);
   if (opts.hostnameOverride) {
     config = { ...config, hostnameOverride: opts.hostnameOverride };
     host = { ...host, nodeName: opts.hostnameOverride };
   }
-  if (!opts.dryRun) await applyNodeSettings(config, new HostProcFiles(), log);
   const createBackends = opts.dryRun
     ? dryRunBackends(process.stdout)
-    : iptablesBackends(opts.host !== undefined);
+    : config.mode === 'ipvs'
+      ? ipvsBackends(opts.host !== undefined)
+      : iptablesBackends(opts.host !== undefined);
   const source = objectSource(opts, config, host, log);
   const proxyOptions: ProxyOptions = { config, host, families: opts.family, source, createBackends, log };
 

@@ -72,15 +72,24 @@ export interface ProbeInput {
   /** the iptables version of the backend in use */
   version: IptablesVersion;
   log: Logger;
+  /** look for (and create) kube-proxy's nfacct counters; default true (iptables mode) */
+  nfacct?: boolean;
 }
 
-export async function probeHostFacts({ runner, version, log }: ProbeInput): Promise<HostFacts> {
+export async function probeHostFacts({
+  runner,
+  version,
+  log,
+  nfacct: withNfacct = true,
+}: ProbeInput): Promise<HostFacts> {
   const { stdout } = await runner.run('ip', ['-j', 'addr', 'show'], { timeoutMs: 10_000 });
   const interfaces = parseIpAddrJson(stdout);
 
   const randomFully = supportsRandomFully(version);
 
-  const { counters, nfacct } = await ensureNfacctCounters(runner, log);
+  const { counters, nfacct } = withNfacct
+    ? await ensureNfacctCounters(runner, log)
+    : { counters: [] as string[], nfacct: [] as string[] };
 
   const liberal = await readSysctl(runner, TCP_BE_LIBERAL);
   const tcpBeLiberal = liberal !== undefined && /^[1-9]\d*$/.test(liberal);

@@ -2,6 +2,7 @@
  * Starting IPVS mode: the kernel check (and its clear error without ip_vs), the sysctls
  * kube-proxy sets, the IPVS timeouts, and createIpvsBackends.
  */
+
 import { describe, expect, it } from 'vitest';
 import {
   checkIpvsSupport,
@@ -11,6 +12,7 @@ import {
   IpvsUnsupportedError,
   parseKernelVersion,
 } from '../../src/backends/ipvs/setup.js';
+import { neutralHostFacts } from '../../src/config/host.js';
 import { defaultKubeProxyConfiguration } from '../../src/config/kubeproxy.js';
 import { FakeNode } from '../../src/kernel/fakes/node.js';
 import { ipvsState, recordingLogger, silentLogger } from './builders.js';
@@ -136,6 +138,7 @@ describe('createIpvsBackends', () => {
       families: ['IPv4', 'IPv6'],
       config,
       desired: (family) => () => ipvsState(family),
+      hostFacts: neutralHostFacts(),
       log: silentLogger(),
     });
     expect(backends.map((b) => b.description)).toEqual(['ipvs (nft) IPv4', 'ipvs (nft) IPv6']);

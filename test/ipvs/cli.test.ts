@@ -1,6 +1,6 @@
 /**
  * IPVS mode through the real command line: `render --mode ipvs [--section]`, `run --dry-run`
- * in IPVS mode, the not-yet-wired applier, and `--log-format`. Each CLI start costs about a
+ * in IPVS mode, and `--log-format`. Each CLI start costs about a
  * second, so the runs start together in beforeAll and the tests read their results.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -53,11 +53,10 @@ beforeAll(async () => {
     cli('render', ...FROM, ...CONFIG, '--mode', 'ipvs', '--section', 'ipset'),
     cli('render', ...FROM, ...CONFIG, '--section', 'ipset'),
     cli('render', ...FROM, '--config', badConfig),
-    cli('run', '--once', ...FROM, ...CONFIG, '--mode', 'ipvs', '--family', 'ipv4'),
     cli('run', '--once', '--dry-run', ...FROM, ...CONFIG, '--mode', 'ipvs', '--family', 'ipv4'),
     cli('--log-format', 'text', 'render', ...FROM, ...CONFIG, '--mode', 'ipvs', '--section', 'kube-ipvs0'),
   ]);
-  const names = ['full', 'section', 'sectionIptables', 'badScheduler', 'runApply', 'runDry', 'textLogs'];
+  const names = ['full', 'section', 'sectionIptables', 'badScheduler', 'runDry', 'textLogs'];
   names.forEach((name, i) => {
     runs[name] = entries[i]!;
   });
@@ -102,12 +101,6 @@ describe('switchboard render --mode ipvs', () => {
 });
 
 describe('switchboard run in IPVS mode', () => {
-  it('without --dry-run: exit 2, the applier is not wired yet', () => {
-    const r = runs.runApply!;
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/switchboard: run: IPVS mode has no kernel applier wired in yet; use --dry-run/);
-  });
-
   it('--dry-run prints each sync as its four sections after the sync header', async () => {
     const r = runs.runDry!;
     expect(r.code, r.stderr).toBe(0);

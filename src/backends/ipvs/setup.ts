@@ -9,9 +9,11 @@
  * behaviour unlike strictARP), and the DaemonSet would look healthy while doing so. A
  * crash loop with a clear message is the visible, fixable outcome.
  */
+import type { HostFacts } from '../../config/host.js';
 import type { KubeProxyConfiguration } from '../../config/kubeproxy.js';
 import { type Backend, detectBackend, readIptablesVersion, waitFlags } from '../../kernel/backend.js';
 import { CommandError, type CommandRunner } from '../../kernel/exec.js';
+import { probeHostFacts } from '../../kernel/host-probe.js';
 import { Ipset } from '../../kernel/ipset.js';
 import { Ipvsadm, IpvsUnavailableError } from '../../kernel/ipvsadm.js';
 import { ensureSysctl, readSysctl } from '../../kernel/sysctl.js';
@@ -168,8 +170,10 @@ export interface CreateIpvsBackendsInput {
   families: readonly IPFamily[];
   /** its `ipvs` section is used: scheduler (for the probe), excludeCIDRs, strictARP, timeouts */
   config: KubeProxyConfiguration;
-  /** the renderer for each family: snapshot → desired IpvsState */
-  desired: (family: IPFamily) => (snapshot: Snapshot) => IpvsState;
+  /** the renderer for each family, given the host facts in use: snapshot → desired IpvsState */
+  desired: (family: IPFamily, hostFacts: HostFacts) => (snapshot: Snapshot) => IpvsState;
+  /** facts from a file; absent = probed from the machine through `runner` (interfaces above all) */
+  hostFacts?: HostFacts;
   log: Logger;
   /** graceful termination's clock (default: the system clock) */
   clock?: Clock;
@@ -196,7 +200,10 @@ export async function createIpvsBackends(input: CreateIpvsBackendsInput): Promis
     backend = decision.backend;
     log.info({ iptablesBackend: backend, reason: decision.reason }, 'iptables backend detected');
   }
-  const wait = waitFlags(await readIptablesVersion(runner, backend));
+  const version = await readIptablesVersion(runner, backend);
+  const wait = waitFlags(version);
+  // IPVS mode makes no nfacct counters: kube-proxy's IPVS rules count nothing.
+  const facts = input.hostFacts ?? (await probeHostFacts({ runner, version, log, nfacct: false }));
   await configureIpvsSysctls(runner, config.ipvs.strictARP, log);
   await configureIpvsTimeouts(runner, config.ipvs, log);
   return input.families.map(
@@ -205,7 +212,7 @@ export async function createIpvsBackends(input: CreateIpvsBackendsInput): Promis
         runner,
         iptablesBackend: backend!,
         family,
-        desired: input.desired(family),
+        desired: input.desired(family, facts),
         excludeCIDRs: config.ipvs.excludeCIDRs,
         log,
         waitFlags: wait,
