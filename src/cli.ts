@@ -17,6 +17,7 @@ import { Conntrack } from './kernel/conntrack.js';
 import { ExecaRunner } from './kernel/exec.js';
 import { createLogger, type Logger } from './log.js';
 import type { IPFamily } from './model/ip.js';
+import type { ObjectStore } from './model/store.js';
 import { startProxyServers } from './server/proxy-servers.js';
 import { ClusterSource } from './sources/cluster.js';
 import { loadKubeConfig } from './sources/kubeconfig.js';
@@ -24,7 +25,7 @@ import { ManifestSource } from './sources/manifest-source.js';
 import { readManifests } from './sources/manifests.js';
 import type { ObjectSource } from './sync/backend.js';
 import { ConntrackCleaner, ConntrackCleaningBackend } from './sync/conntrack-cleanup.js';
-import { renderOnce } from './sync/render-once.js';
+import { renderStore, storeFrom } from './sync/render-once.js';
 import {
   type BackendFactory,
   dryRunBackends,
@@ -95,12 +96,21 @@ interface RenderOptions {
   mode: string;
 }
 
+/**
+ * The store of the --from manifests. The parsed objects are dropped on return, so a large
+ * dump's raw objects can be collected before the render needs the memory.
+ */
+async function manifestStore(paths: string[], nodeName: string, log: Logger): Promise<ObjectStore> {
+  const { events, notices } = await readManifests(paths);
+  for (const n of notices) log.info(n);
+  return storeFrom(events, nodeName);
+}
+
 async function renderCommand(opts: RenderOptions, log: Logger): Promise<void> {
   const config = await loadConfig(opts.config, log);
   const host = await loadHost(opts.host);
-  const { events, notices } = await readManifests(opts.from);
-  for (const n of notices) log.info(n);
-  const result = renderOnce({ events, config, host, family: opts.family });
+  const store = await manifestStore(opts.from, resolveNodeName(config, host), log);
+  const result = renderStore({ store, config, host, family: opts.family });
   for (const p of result.problems)
     log.warn({ object: p.ref, field: p.field }, `skipped: ${formatProblem(p)}`);
   if (!result.nodeFound)
@@ -256,7 +266,12 @@ export function buildProgram(log: Logger): Command {
   program
     .command('render')
     .description('print the iptables-restore input for the given manifests (a dry run: nothing is applied)')
-    .requiredOption('--from <path>', 'manifest file or directory (repeatable)', collect, [])
+    .requiredOption(
+      '--from <path>',
+      'manifest file or directory, YAML or JSON (repeatable; - reads standard input)',
+      collect,
+      [],
+    )
     .option('--config <file>', 'KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)')
     .option('--host <file>', 'HostFacts file: node name, interfaces, iptables features')
     .option('--family <family>', 'ipv4 or ipv6', parseFamily, 'IPv4' as IPFamily)
@@ -268,7 +283,7 @@ export function buildProgram(log: Logger): Command {
     .description('run the proxy: watch the API server (or the --from manifests) and keep the rules in sync')
     .option(
       '--from <path>',
-      'read manifests instead of the API server (repeatable; re-read on change)',
+      'read manifests instead of the API server (repeatable; re-read on change; - reads standard input, with --once)',
       collect,
       [],
     )

@@ -34,12 +34,25 @@ export interface RenderOnceResult {
 }
 
 export function renderOnce(input: RenderOnceInput): RenderOnceResult {
-  const nodeName = resolveNodeName(input.config, input.host);
+  const store = storeFrom(input.events, resolveNodeName(input.config, input.host));
+  return renderStore({ ...input, store });
+}
+
+/** The store of a set of objects. Kept apart so a caller can let go of the raw objects before rendering. */
+export function storeFrom(events: readonly ObjectEvent[], nodeName: string): ObjectStore {
   const store = new ObjectStore(nodeName);
-  for (const event of input.events) store.apply(event);
-  const node = nodeInfoFrom(nodeName, store.node, { nodeIPs: input.host.nodeIPs });
+  for (const event of events) store.apply(event);
+  return store;
+}
+
+/** renderOnce from a store already built with the node name of `config` and `host`. */
+export function renderStore(
+  input: Omit<RenderOnceInput, 'events'> & { store: ObjectStore },
+): RenderOnceResult {
+  const { store } = input;
+  const node = nodeInfoFrom(store.name, store.node, { nodeIPs: input.host.nodeIPs });
   const snapshot = new SnapshotBuilder(input.family, topologyOptions(input.config)).build(store, node);
   const ctx = buildRenderContext(iptablesOptions(input.config, input.host), input.family, node);
   const render = renderIptables(snapshot, ctx, input.scope ?? FULL_SYNC);
-  return { render, problems: store.currentProblems(), nodeName, nodeFound: store.node !== null };
+  return { render, problems: store.currentProblems(), nodeName: store.name, nodeFound: store.node !== null };
 }
