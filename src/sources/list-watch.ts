@@ -6,8 +6,8 @@
  * on an HTTP 5xx, a network error or a failed list (it only calls its error handlers),
  * has no backoff (upstream issue #1933: ~1,600 watch requests in 2 s against a server that
  * closes watches at once), and never asks for bookmarks or a watch timeout. A proxy must
- * outlive API server restarts, so this file drives the loop itself, on top of the same
- * library's `Watch` class (see api-client.ts):
+ * outlive API server restarts, so this file drives the loop itself, on top of plain list
+ * and watch requests (see api-client.ts for why not the library's `Watch` either):
  *
  * - list (paged), remember the list's resourceVersion, and emit events by diffing with
  *   what was known before, so a relist after 410 or an outage emits deletes for objects
@@ -28,7 +28,7 @@
 import type { Logger } from '../log.js';
 import { isRecord } from '../model/raw.js';
 import type { ObjectEvent, ObjectKind } from '../model/store.js';
-import { type ApiClient, ApiError, type QueryParams, type WatchHandle } from './api-client.js';
+import { type ApiClient, ApiError, type QueryParams } from './api-client.js';
 import { Backoff, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.js';
 
 export interface ResourceSpec {
@@ -374,7 +374,8 @@ export class ListWatcher {
     const startedAt = Date.now();
     let events = 0;
     let settled = false;
-    let handle: WatchHandle | null = null;
+    // Aborting destroys the watch request and its connection, whatever phase it is in.
+    const controller = new AbortController();
     let inactivity: NodeJS.Timeout | undefined;
     return new Promise<WatchOutcome>((resolve) => {
       const finish = (outcome: WatchOutcome) => {
@@ -382,7 +383,7 @@ export class ListWatcher {
         settled = true;
         clearTimeout(inactivity);
         this.interrupt = null;
-        handle?.abort();
+        controller.abort();
         resolve(outcome);
       };
       const armInactivityTimer = () => {
@@ -416,33 +417,24 @@ export class ListWatcher {
         if (!this.applyWatchEvent(type, object))
           this.log.warn({ type }, 'ignoring a watch event of unknown type');
       };
-      const onDone = (error: unknown) => {
-        if (settled) return;
-        if (error == null) finish({ kind: 'closed', events, durationMs: Date.now() - startedAt });
-        else if (error instanceof ApiError && error.statusCode === 410) finish({ kind: 'expired', events });
-        else finish({ kind: 'failed', error: error instanceof Error ? error : new Error(String(error)) });
+      const onDone = (error: ApiError | null) => {
+        if (error === null) finish({ kind: 'closed', events, durationMs: Date.now() - startedAt });
+        else if (error.statusCode === 410) finish({ kind: 'expired', events });
+        else finish({ kind: 'failed', error });
       };
       this.log.debug({ resourceVersion: this.resourceVersion }, 'watching');
-      client
-        .watch(
-          resource.path,
-          {
-            ...this.selectorParams(),
-            resourceVersion: this.resourceVersion,
-            allowWatchBookmarks: true,
-            timeoutSeconds: this.watchTimeoutSeconds(),
-          },
-          onEvent,
-          onDone,
-        )
-        .then(
-          (h) => {
-            handle = h;
-            // Finished before the handle arrived (stop, inactivity): close the connection now.
-            if (settled) h.abort();
-          },
-          (e: unknown) => onDone(e instanceof Error ? e : new Error(String(e))),
-        );
+      client.watch(
+        resource.path,
+        {
+          ...this.selectorParams(),
+          resourceVersion: this.resourceVersion,
+          allowWatchBookmarks: true,
+          timeoutSeconds: this.watchTimeoutSeconds(),
+        },
+        controller.signal,
+        onEvent,
+        onDone,
+      );
     });
   }
 }

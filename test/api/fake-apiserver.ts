@@ -14,8 +14,9 @@
  * - Test controls: apply/remove objects (each bumps the global resourceVersion), compact the
  *   history (older RVs get 410, as HTTP 410 or as an ERROR event), fail the next N requests,
  *   drop open watches, make watches silent (headers, then nothing) or stall requests (no
- *   answer at all), end watches at once, reset or refuse connections, and a log of every
- *   request received.
+ *   answer at all), hold watches the way a real server or proxy does (open for good, client
+ *   half-closes ignored), end watches at once, reset or refuse connections, and a log of
+ *   every request received with its query parameters.
  *
  * It listens on 127.0.0.1 only, on a port the OS picks.
  */
@@ -81,6 +82,9 @@ interface OpenWatch {
   silent: boolean;
   timers: NodeJS.Timeout[];
 }
+
+/** How held watches are answered; see holdWatches(). */
+export type HoldMode = 'after-headers' | 'before-headers';
 
 export interface FakeApiServerOptions {
   /** bearer token clients must send (401 otherwise) */
@@ -171,6 +175,9 @@ export class FakeApiServer {
   private goneAs: 'http' | 'event' = 'event';
   private failures: { remaining: number; code: number; resource?: Resource } = { remaining: 0, code: 500 };
   private endWatchesAtOnce = false;
+  private holding: HoldMode | null = null;
+  /** held watch requests whose client has not closed its side of the connection */
+  private readonly held = new Set<http.ServerResponse>();
   private stalled = false;
   private silent = false;
   private resetting = false;
@@ -323,6 +330,26 @@ export class FakeApiServer {
   silence(on: boolean): void {
     this.silent = on;
     if (on) for (const w of this.watches) w.silent = true;
+  }
+
+  /**
+   * Watches opened from now on are held the way a real API server holds them (minutes, with
+   * nothing to say) and never ended by this server: 'after-headers' answers 200 and then
+   * sends nothing, no bookmarks, timeoutSeconds ignored; 'before-headers' does not even send
+   * the headers (a proxy that holds them back until the first event). A client that only
+   * half-closes its side is ignored too: a held watch goes away only when the client
+   * destroys its connection. Lists are answered as usual. `null` stops holding new watches.
+   */
+  holdWatches(mode: HoldMode | null): void {
+    this.holding = mode;
+    // Node's HTTP server ends its side when the client's FIN arrives, unless told to allow
+    // half-open connections (an undocumented but long-standing http.Server property).
+    if (mode) (this.server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
+  }
+
+  /** Held watch requests whose client has not closed its side of the connection. */
+  get heldWatches(): number {
+    return this.held.size;
   }
 
   /** Requests from now on are read and never answered (not even headers) until stall(false) or a drop. */
@@ -479,6 +506,17 @@ export class FakeApiServer {
       res.end(
         JSON.stringify(status(410, 'Expired', `too old resource version: ${fromRv} (${this.compactedRv})`)),
       );
+      return;
+    }
+    if (this.holding) {
+      this.held.add(res);
+      res.on('close', () => this.held.delete(res));
+      // Half-open: the connection stays, but the client has closed its side.
+      res.socket?.on('end', () => this.held.delete(res));
+      if (this.holding === 'before-headers') return;
+      entry.status = 200;
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+      res.flushHeaders();
       return;
     }
     entry.status = 200;
