@@ -5,7 +5,16 @@
  *
  * - Lists: `GET <collection>` returns a `<Kind>List` with `metadata.resourceVersion`, honouring
  *   labelSelector (`key`, `!key`, `key=value`, `key!=value`), fieldSelector (`path=value`,
- *   `path!=value`, e.g. `metadata.name=node-1`) and limit/continue paging.
+ *   `path!=value`, e.g. `metadata.name=node-1`) and limit/continue paging, with the real
+ *   server's resourceVersion semantics (k8s.io/apiserver's cacher and etcd store):
+ *   - with the watch cache (the default): `resourceVersion=0` is served from the cache and
+ *     ignores `limit` (one page, the cache's current state); `resourceVersion=N` without a
+ *     limit is "not older than N" from the cache (504 "Too large resource version" when N is
+ *     ahead of the server);
+ *   - from etcd (no watch cache, or a limit with `resourceVersion=N`): `N` is an exact read,
+ *     410 once compacted; no resourceVersion is a consistent read of the current state;
+ *     both paged by `limit`; a `continue` token from before a compaction is 410, and a
+ *     resourceVersion next to a continue token is 400, as on the real server.
  * - Watches: `?watch=true&resourceVersion=RV` answers 200 and streams newline-delimited JSON
  *   events: first the changes after RV from an in-memory history, then live ones. An object
  *   that starts or stops matching the selector arrives as ADDED / DELETED, as the real server
@@ -87,6 +96,8 @@ interface OpenWatch {
 export type HoldMode = 'after-headers' | 'before-headers';
 
 export interface FakeApiServerOptions {
+  /** serve lists from a watch cache (default true); false models `--watch-cache=false` */
+  watchCache?: boolean;
   /** bearer token clients must send (401 otherwise) */
   token?: string;
   /** send a BOOKMARK this often to watches that allow them (0: only on sendBookmarks()) */
@@ -185,6 +196,8 @@ export class FakeApiServer {
   private port = 0;
   /** every request received, in order */
   readonly requests: RecordedRequest[] = [];
+  /** called with each request as it arrives, before it is answered (tests change state here) */
+  onRequest: ((request: RecordedRequest) => void) | null = null;
   /** TCP connections destroyed at once while resetConnections() is on */
   resetCount = 0;
 
@@ -410,6 +423,7 @@ export class FakeApiServer {
     const watch = query.watch === 'true' || query.watch === '1';
     const entry: RecordedRequest = { atMs: Date.now(), resource, watch, query, status: 0 };
     this.requests.push(entry);
+    this.onRequest?.(entry);
     const answer = (code: number, body: unknown) => {
       entry.status = code;
       res.writeHead(code, { 'Content-Type': 'application/json' });
@@ -450,9 +464,20 @@ export class FakeApiServer {
     answer: (code: number, body: unknown) => void,
   ): void {
     const info = RESOURCES[resource];
+    const limit = Number(query.limit ?? 0);
+    const requested = query.resourceVersion;
+    const cached = this.options.watchCache ?? true;
     let snapshot: { rv: number; items: KubeObject[] };
     let offset = 0;
+    let paged = limit > 0;
     if (query.continue) {
+      if (requested !== undefined && requested !== '') {
+        answer(
+          400,
+          status(400, 'BadRequest', 'specifying resource version is not allowed when using continue'),
+        );
+        return;
+      }
       const [id, at] = query.continue.split(':');
       const found = this.listSnapshots.get(id ?? '');
       if (!found || found.rv < this.compactedRv) {
@@ -462,13 +487,36 @@ export class FakeApiServer {
       snapshot = found;
       offset = Number(at);
     } else {
-      const items = [...this.objects[resource].values()]
-        .filter(matches)
-        .sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
-      snapshot = { rv: this.rv, items };
+      const rv = requested === undefined || requested === '' ? null : Number(requested);
+      if (rv !== null && !Number.isInteger(rv)) {
+        answer(400, status(400, 'BadRequest', `invalid resourceVersion ${requested}`));
+        return;
+      }
+      if (rv !== null && rv > this.rv) {
+        // The real cache waits up to 3 s for it first; etcd refuses a future revision.
+        answer(504, status(504, 'Timeout', `Too large resource version: ${rv}, current: ${this.rv}`));
+        return;
+      }
+      let items: KubeObject[];
+      if (rv === null || (rv === 0 && !cached) || (rv > 0 && !paged)) {
+        // Consistent read, "any" from etcd, or "not older than" (cache or etcd): now.
+        items = [...this.objects[resource].values()];
+      } else if (rv === 0) {
+        // From the watch cache, which ignores the limit for resourceVersion=0.
+        items = [...this.objects[resource].values()];
+        paged = false;
+      } else {
+        const past = this.stateAt(resource, rv);
+        if (past === null) {
+          answer(410, status(410, 'Expired', `The resourceVersion for the provided list is too old (${rv})`));
+          return;
+        }
+        items = past;
+      }
+      items = items.filter(matches).sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
+      snapshot = { rv: rv !== null && rv > 0 && paged ? rv : this.rv, items };
     }
-    const limit = Number(query.limit ?? 0);
-    const end = limit > 0 ? Math.min(snapshot.items.length, offset + limit) : snapshot.items.length;
+    const end = paged ? Math.min(snapshot.items.length, offset + limit) : snapshot.items.length;
     const metadata: Record<string, unknown> = { resourceVersion: String(snapshot.rv) };
     if (end < snapshot.items.length) {
       const id = String(++this.snapshotCounter);
@@ -482,6 +530,20 @@ export class FakeApiServer {
       return rest;
     });
     answer(200, { kind: `${info.kind}List`, apiVersion: info.apiVersion, metadata, items });
+  }
+
+  /** The collection as it was at `rv` (an exact read from etcd); null once compacted. */
+  private stateAt(resource: Resource, rv: number): KubeObject[] | null {
+    if (rv < this.compactedRv) return null;
+    const state = new Map(this.objects[resource]);
+    for (let i = this.history.length - 1; i >= 0; i--) {
+      const h = this.history[i]!;
+      if (h.rv <= rv) break;
+      if (h.resource !== resource) continue;
+      if (h.previous) state.set(keyOf(h.previous), h.previous);
+      else state.delete(keyOf(h.object));
+    }
+    return [...state.values()];
   }
 
   private startWatch(
