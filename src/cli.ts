@@ -20,7 +20,6 @@ import type { IPFamily } from './model/ip.js';
 import type { ObjectStore } from './model/store.js';
 import { startProxyServers } from './server/proxy-servers.js';
 import { ClusterSource } from './sources/cluster.js';
-import { loadKubeConfig } from './sources/kubeconfig.js';
 import { ManifestSource } from './sources/manifest-source.js';
 import { readManifests } from './sources/manifests.js';
 import type { ObjectSource } from './sync/backend.js';
@@ -180,16 +179,19 @@ function nextStopSignal(): Promise<NodeJS.Signals> {
 const STOP_GRACE_MS = 10_000;
 
 /** Manifests when --from is given, else the API server (--kubeconfig, clientConnection.kubeconfig, in-cluster). */
-function objectSource(
+async function objectSource(
   opts: RunOptions,
   config: KubeProxyConfiguration,
   host: HostFacts,
   log: Logger,
-): ObjectSource {
+): Promise<ObjectSource> {
   if (opts.from.length > 0) {
     if (opts.kubeconfig) throw new InputError('--from and --kubeconfig exclude each other');
     return new ManifestSource(opts.from, { log, watch: !opts.once });
   }
+  // Loaded here, not at start-up: @kubernetes/client-node costs ~0.6 s and ~70 MiB to import,
+  // which `render` and `run --from` do not need.
+  const { loadKubeConfig } = await import('./sources/kubeconfig.js');
   const { kubeConfig, origin, notices } = loadKubeConfig({
     kubeconfigFlag: opts.kubeconfig,
     clientConnection: config.clientConnection,
@@ -209,7 +211,7 @@ async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
   const createBackends = opts.dryRun
     ? dryRunBackends(process.stdout)
     : iptablesBackends(opts.host !== undefined);
-  const source = objectSource(opts, config, host, log);
+  const source = await objectSource(opts, config, host, log);
   const proxyOptions: ProxyOptions = { config, host, families: opts.family, source, createBackends, log };
 
   if (opts.once) {
