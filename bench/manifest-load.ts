@@ -6,8 +6,9 @@
  * ratio to the floor is what compares between runs on a shared, noisy machine; rounds are
  * interleaved (render, floor, render, floor, ...) so each ratio's two halves saw the same load.
  *
- * Peak RSS comes from the child itself: a preloaded module prints
- * `process.resourceUsage().maxRSS` on exit (portable, no GNU time needed).
+ * Peak RSS and CPU time come from the child itself: a preloaded module prints
+ * `process.resourceUsage()`'s maxRSS and CPU time on exit (portable, no GNU time needed).
+ * CPU time moves less than wall time when other processes compete for the cores.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,8 +30,10 @@ export interface ManifestLoadResult {
   bytes: number;
   /** medians over the rounds */
   wallMs: number;
+  cpuMs: number;
   peakRssMiB: number;
   floorMs: number;
+  floorCpuMs: number;
   floorRssMiB: number;
   /** median over the rounds of wall / floor wall, and of peak RSS / floor peak RSS */
   timeRatio: number;
@@ -40,10 +43,18 @@ export interface ManifestLoadResult {
   failures: string[];
 }
 
-const RSS_MARK = 'BENCH_MAXRSS_KB ';
+const MARK = 'BENCH_USAGE ';
 
-/** Run one child; its wall time, its own peak RSS, and stderr for failures. */
-function measure(args: string[], cwd: string): { ms: number; rssMiB: number; ok: boolean; stderr: string } {
+interface Measured {
+  ms: number;
+  cpuMs: number;
+  rssMiB: number;
+  ok: boolean;
+  stderr: string;
+}
+
+/** Run one child; its wall time, its own CPU time and peak RSS, and stderr for failures. */
+function measure(args: string[], cwd: string): Measured {
   const t0 = performance.now();
   const child = spawnSync(process.execPath, args, {
     cwd,
@@ -53,14 +64,13 @@ function measure(args: string[], cwd: string): { ms: number; rssMiB: number; ok:
   });
   const ms = performance.now() - t0;
   const stderr = child.stderr ?? '';
-  const mark = stderr
-    .split('\n')
-    .find((l) => l.startsWith(RSS_MARK))
-    ?.slice(RSS_MARK.length);
+  const line = stderr.split('\n').find((l) => l.startsWith(MARK));
+  const usage = line ? (JSON.parse(line.slice(MARK.length)) as { maxRSS: number; cpuMs: number }) : null;
   return {
     ms,
-    rssMiB: Number(mark ?? Number.NaN) / 1024,
-    ok: child.status === 0 && mark !== undefined,
+    cpuMs: usage?.cpuMs ?? Number.NaN,
+    rssMiB: (usage?.maxRSS ?? Number.NaN) / 1024,
+    ok: child.status === 0 && usage !== null,
     stderr,
   };
 }
@@ -93,7 +103,7 @@ export function runManifestLoad(
     const reporter = join(dir, 'report-rss.mjs');
     writeFileSync(
       reporter,
-      `process.on('exit', () => process.stderr.write('\\n${RSS_MARK}' + process.resourceUsage().maxRSS + '\\n'));\n`,
+      `process.on('exit', () => { const u = process.resourceUsage(); process.stderr.write('\\n${MARK}' + JSON.stringify({ maxRSS: u.maxRSS, cpuMs: (u.userCPUTime + u.systemCPUTime) / 1000 }) + '\\n'); });\n`,
     );
     const preload = ['--import', pathToFileURL(reporter).href];
     const jsYaml = createRequire(import.meta.url).resolve('js-yaml');
@@ -104,8 +114,8 @@ export function runManifestLoad(
     return MANIFEST_FORMATS.map((format) => {
       const file = format === 'json' ? dumps.json : dumps.yaml;
       const loadStart = loadavg()[0]!;
-      const runs: { ms: number; rssMiB: number }[] = [];
-      const floors: { ms: number; rssMiB: number }[] = [];
+      const runs: Measured[] = [];
+      const floors: Measured[] = [];
       const failures: string[] = [];
       for (let i = 0; i < rounds && failures.length === 0; i++) {
         const run = measure([...preload, ...cli, 'render', '--config', config, '--from', file], repoRoot);
@@ -120,8 +130,10 @@ export function runManifestLoad(
         format,
         bytes: format === 'json' ? dumps.jsonBytes : dumps.yamlBytes,
         wallMs: median(runs.map((r) => r.ms)),
+        cpuMs: median(runs.map((r) => r.cpuMs)),
         peakRssMiB: median(runs.map((r) => r.rssMiB)),
         floorMs: median(floors.map((r) => r.ms)),
+        floorCpuMs: median(floors.map((r) => r.cpuMs)),
         floorRssMiB: median(floors.map((r) => r.rssMiB)),
         timeRatio: median(runs.map((r, i) => r.ms / floors[i]!.ms)),
         rssRatio: median(runs.map((r, i) => r.rssMiB / floors[i]!.rssMiB)),

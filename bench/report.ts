@@ -253,7 +253,9 @@ export function manifestTable(results: readonly ManifestLoadResult[]): string {
       'format',
       'file MiB',
       'render ms',
+      'cpu ms',
       'floor ms',
+      'cpu ms',
       'ratio',
       'peak RSS MiB',
       'floor RSS',
@@ -265,7 +267,9 @@ export function manifestTable(results: readonly ManifestLoadResult[]): string {
       r.format,
       mib(r.bytes),
       String(Math.round(r.wallMs)),
+      String(Math.round(r.cpuMs)),
       String(Math.round(r.floorMs)),
+      String(Math.round(r.floorCpuMs)),
       r.timeRatio.toFixed(2),
       String(Math.round(r.peakRssMiB)),
       String(Math.round(r.floorRssMiB)),
@@ -274,8 +278,8 @@ export function manifestTable(results: readonly ManifestLoadResult[]): string {
     ]),
   );
   return [
-    'manifest loading: `switchboard render --from FILE` (kubectl-shaped dump of the scenario) as a child process, wall ms and its own peak RSS;',
-    `floor = a bare node reading and parsing the same file (JSON.parse; js-yaml for YAML); medians of ${results[0]?.rounds ?? 0} interleaved rounds, ratios per round`,
+    'manifest loading: `switchboard render --from FILE` (kubectl-shaped dump of the scenario) as a child process: wall ms, its CPU ms and its peak RSS;',
+    `floor = a bare node reading and parsing the same file (JSON.parse; js-yaml for YAML); medians of ${results[0]?.rounds ?? 0} interleaved rounds, wall and RSS ratios per round`,
     main,
   ].join('\n');
 }
@@ -311,8 +315,10 @@ export function manifestJsonLines(results: readonly ManifestLoadResult[]): strin
       manifest: r.format,
       bytes: r.bytes,
       renderFromMs: Math.round(r.wallMs),
+      renderFromCpuMs: Math.round(r.cpuMs),
       renderFromRssMiB: Math.round(r.peakRssMiB),
       floorMs: Math.round(r.floorMs),
+      floorCpuMs: Math.round(r.floorCpuMs),
       floorRssMiB: Math.round(r.floorRssMiB),
       timeRatio: round(r.timeRatio, 2),
       rssRatio: round(r.rssRatio, 2),
