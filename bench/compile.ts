@@ -10,13 +10,19 @@ import { join } from 'node:path';
 
 export const BUILD_DIR = join('dist', 'bench-build');
 
-/** Builds into <repoRoot>/dist/bench-build and returns the compiled entry point. */
+/** The compiled CLI (built along with the benchmark, for the children that run it). */
+export function compiledCli(repoRoot: string): string {
+  return join(repoRoot, BUILD_DIR, 'src', 'cli.js');
+}
+
+/** Builds the benchmark and the CLI into <repoRoot>/dist/bench-build and returns the compiled entry point. */
 export function compileBench(repoRoot: string, entry: string): string {
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
   const outDir = join(repoRoot, BUILD_DIR);
   const args = [
     tsc,
     entry,
+    join(repoRoot, 'src', 'cli.ts'),
     '--outDir',
     outDir,
     '--rootDir',

@@ -8,8 +8,13 @@
  * the tables, the targets and one JSON line per scenario and backend. A child prints
  * `RESULT <json>` (a kernel child after each phase, so a time-boxed run keeps its figures).
  *
+ * After each scenario's render child, manifest loading: `switchboard render --from` a dump
+ * of the scenario's cluster in kubectl's YAML and JSON, against a bare parse of the same
+ * file (see manifest-load.ts).
+ *
  * Options: `--scenarios 1000x10,10000x10`; `--compiled` runs the children on tsc output
- * instead of tsx (see compile.ts); `--no-kernel` skips the kernel part (skipped anyway,
+ * instead of tsx (see compile.ts); `--manifest-rounds <n>` (default 3, 0 skips the manifest
+ * loading rows); `--no-kernel` skips the kernel part (skipped anyway,
  * with the reason, without root or `ip netns`); `--backends nft,legacy`;
  * `--kernel-time-box <seconds>` (default 600) stops one kernel child that takes longer.
  * Exits non-zero when a partial render or a partial apply does not write exactly what it
@@ -20,24 +25,30 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from '../src/kernel/backend.js';
-import { compileBench } from './compile.js';
+import { compileBench, compiledCli } from './compile.js';
 import { type KernelResult, notMeasured, runKernelScenario } from './kernel-scenario.js';
+import { type ManifestLoadResult, runManifestLoad } from './manifest-load.js';
 import { backendUnavailableReason, kernelUnavailableReason, sweepNamespaces } from './netns.js';
 import {
   checkKernelTargets,
+  checkManifestTargets,
   checkTargets,
   jsonLines,
   kernelReportLines,
   kernelTable,
+  manifestJsonLines,
+  manifestTable,
   resultsTable,
   targetLines,
 } from './report.js';
 import { runScenario, type ScenarioResult } from './scenario.js';
 import { DEFAULT_NODES, DEFAULT_SEED } from './synthetic-cluster.js';
+import { parseScenarioName } from './world.js';
 
 const DEFAULT_SCENARIOS = ['1000x10', '10000x10'];
 const ALL_BACKENDS: readonly Backend[] = ['nft', 'legacy'];
 const DEFAULT_TIME_BOX_S = 600;
+const DEFAULT_MANIFEST_ROUNDS = 3;
 const RESULT_PREFIX = 'RESULT ';
 const SHAPE = { nodes: DEFAULT_NODES, seed: DEFAULT_SEED };
 const thisFile = fileURLToPath(import.meta.url);
@@ -154,25 +165,47 @@ function parseTimeBox(text: string | undefined): number {
   return s;
 }
 
+function parseRounds(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_MANIFEST_ROUNDS;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`--manifest-rounds: expected a whole number >= 0, got ${text}`);
+  return n;
+}
+
 interface RunAllOptions {
   scenarios: readonly string[];
   compiled: boolean;
   noKernel: boolean;
   backends: Backend[];
   timeBoxS: number;
+  manifestRounds: number;
 }
 
 interface Collected {
   results: ScenarioResult[];
   kernel: KernelResult[];
+  manifests: ManifestLoadResult[];
   /** printed after the figures: time boxes, child failures */
   messages: string[];
   failed: boolean;
   interrupted: boolean;
 }
 
-function runChildren(o: RunAllOptions, command: ChildCommand, backends: readonly Backend[]): Collected {
-  const c: Collected = { results: [], kernel: [], messages: [], failed: false, interrupted: false };
+function runChildren(
+  o: RunAllOptions,
+  command: ChildCommand,
+  cli: ChildCommand,
+  backends: readonly Backend[],
+): Collected {
+  const c: Collected = {
+    results: [],
+    kernel: [],
+    manifests: [],
+    messages: [],
+    failed: false,
+    interrupted: false,
+  };
   for (const scenario of o.scenarios) {
     process.stderr.write(`running ${scenario} ...\n`);
     const render = runChild<ScenarioResult>(command, ['--scenario', scenario]);
@@ -181,6 +214,18 @@ function runChildren(o: RunAllOptions, command: ChildCommand, backends: readonly
     else if (!render.interrupted) {
       c.failed = true;
       c.messages.push(`FAIL ${scenario}: the child process produced no result (${render.describe})`);
+    }
+    if (!c.interrupted && o.manifestRounds > 0) {
+      process.stderr.write(`manifest loading ${scenario} ...\n`);
+      const loads = runManifestLoad(
+        scenario,
+        { ...SHAPE, ...parseScenarioName(scenario) },
+        cli,
+        repoRoot,
+        o.manifestRounds,
+      );
+      c.manifests.push(...loads);
+      c.failed ||= loads.some((l) => l.failures.length > 0);
     }
     for (const backend of c.interrupted ? [] : backends) {
       const k = runKernelChild(command, scenario, backend, o.timeBoxS, c.messages);
@@ -204,7 +249,15 @@ function printReport(c: Collected, notes: readonly string[]): void {
     console.log(kernelTable(c.kernel));
     console.log('');
   }
-  const checks = [...checkTargets(c.results), ...checkKernelTargets(c.kernel)];
+  if (c.manifests.length > 0) {
+    console.log(manifestTable(c.manifests));
+    console.log('');
+  }
+  const checks = [
+    ...checkTargets(c.results),
+    ...checkKernelTargets(c.kernel),
+    ...checkManifestTargets(c.manifests),
+  ];
   for (const line of targetLines(checks)) console.log(line);
   for (const line of kernelReportLines(c.kernel)) console.log(line);
   console.log('');
@@ -217,17 +270,21 @@ function printReport(c: Collected, notes: readonly string[]): void {
     for (const f of r.failures) console.log(`FAIL ${r.scenario}: ${f}`);
   }
   for (const k of c.kernel) for (const f of k.failures) console.log(`FAIL ${k.scenario} ${k.backend}: ${f}`);
+  for (const m of c.manifests)
+    for (const f of m.failures) console.log(`FAIL ${m.scenario} ${m.format}: ${f}`);
   for (const m of c.messages) console.log(m);
   for (const r of c.results) for (const line of jsonLines(r, c.kernel)) console.log(line);
+  for (const line of manifestJsonLines(c.manifests)) console.log(line);
 }
 
 function runAll(o: RunAllOptions): number {
   const command = o.compiled ? [compileBench(repoRoot, thisFile)] : ['--import', 'tsx', thisFile];
+  const cli = o.compiled ? [compiledCli(repoRoot)] : ['--import', 'tsx', resolve(repoRoot, 'src', 'cli.ts')];
   console.log(
     `runtime: ${o.compiled ? 'tsc output (--compiled)' : 'tsx (esbuild keepNames wrappers included; --compiled for tsc output)'}, node ${process.version}`,
   );
   const plan = kernelPlan(o.noKernel, o.backends);
-  const c = runChildren(o, command, plan.backends);
+  const c = runChildren(o, command, cli, plan.backends);
   printReport(c, plan.notes);
   if (c.interrupted) {
     console.log('INTERRUPTED: the run was stopped; the figures above are incomplete');
@@ -248,6 +305,7 @@ async function main(): Promise<number> {
       'no-kernel': { type: 'boolean' },
       backends: { type: 'string' },
       'kernel-time-box': { type: 'string' },
+      'manifest-rounds': { type: 'string' },
     },
     strict: true,
   });
@@ -269,6 +327,7 @@ async function main(): Promise<number> {
     noKernel: values['no-kernel'] === true,
     backends: (values.backends?.split(',') ?? ALL_BACKENDS).map((b) => parseBackend(b.trim(), '--backends')),
     timeBoxS: parseTimeBox(values['kernel-time-box']),
+    manifestRounds: parseRounds(values['manifest-rounds']),
   });
 }
 

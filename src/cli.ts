@@ -25,16 +25,16 @@ import { type CommandRunner, ExecaRunner } from './kernel/exec.js';
 import { HostProcFiles } from './kernel/proc-files.js';
 import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from './log.js';
 import type { IPFamily } from './model/ip.js';
+import type { ObjectStore } from './model/store.js';
 import { startProxyServers } from './server/proxy-servers.js';
 import { ClusterSource } from './sources/cluster.js';
-import { loadKubeConfig } from './sources/kubeconfig.js';
 import { ManifestSource } from './sources/manifest-source.js';
 import { readManifests } from './sources/manifests.js';
 import { checkServiceAddress } from './sources/service-address.js';
 import type { ObjectSource, ProxyBackend } from './sync/backend.js';
 import { ConntrackCleaner, ConntrackCleaningBackend } from './sync/conntrack-cleanup.js';
 import { applyNodeSettings } from './sync/node-settings.js';
-import { renderIpvsOnce, renderOnce } from './sync/render-once.js';
+import { renderIpvsStore, renderStore, storeFrom } from './sync/render-once.js';
 import {
   type BackendFactory,
   dryRunBackends,
@@ -111,6 +111,16 @@ interface RenderOptions {
   section?: IpvsSection;
 }
 
+/**
+ * The store of the --from manifests. The parsed objects are dropped on return, so a large
+ * dump's raw objects can be collected before the render needs the memory.
+ */
+async function manifestStore(paths: string[], nodeName: string, log: Logger): Promise<ObjectStore> {
+  const { events, notices } = await readManifests(paths);
+  for (const n of notices) log.info(n);
+  return storeFrom(events, nodeName);
+}
+
 async function renderCommand(opts: RenderOptions, log: Logger): Promise<void> {
   const config = await loadConfig(opts.config, log, opts.mode);
   if (opts.section && config.mode !== 'ipvs') {
@@ -119,14 +129,13 @@ async function renderCommand(opts: RenderOptions, log: Logger): Promise<void> {
     );
   }
   const host = await loadHost(opts.host);
-  const { events, notices } = await readManifests(opts.from);
-  for (const n of notices) log.info(n);
-  const input = { events, config, host, family: opts.family };
+  const store = await manifestStore(opts.from, resolveNodeName(config, host), log);
+  const input = { store, config, host, family: opts.family };
   let text: string;
   let figures: Record<string, number>;
-  let result: ReturnType<typeof renderOnce> | ReturnType<typeof renderIpvsOnce>;
+  let result: ReturnType<typeof renderStore> | ReturnType<typeof renderIpvsStore>;
   if (config.mode === 'ipvs') {
-    const ipvs = renderIpvsOnce(input);
+    const ipvs = renderIpvsStore(input);
     result = ipvs;
     text = opts.section ? formatSection(ipvs.render, opts.section) : formatIpvsState(ipvs.render);
     const s = ipvs.render.stats;
@@ -138,7 +147,7 @@ async function renderCommand(opts: RenderOptions, log: Logger): Promise<void> {
       boundAddresses: s.boundAddresses,
     };
   } else {
-    const iptables = renderOnce(input);
+    const iptables = renderStore(input);
     result = iptables;
     text = iptables.render.text;
     figures = {
@@ -248,16 +257,19 @@ function nextStopSignal(): Promise<NodeJS.Signals> {
 const STOP_GRACE_MS = 10_000;
 
 /** Manifests when --from is given, else the API server (--kubeconfig, clientConnection.kubeconfig, in-cluster). */
-function objectSource(
+async function objectSource(
   opts: RunOptions,
   config: KubeProxyConfiguration,
   host: HostFacts,
   log: Logger,
-): ObjectSource {
+): Promise<ObjectSource> {
   if (opts.from.length > 0) {
     if (opts.kubeconfig) throw new InputError('--from and --kubeconfig exclude each other');
     return new ManifestSource(opts.from, { log, watch: !opts.once });
   }
+  // Loaded here, not at start-up: @kubernetes/client-node costs ~0.6 s and ~70 MiB to import,
+  // which `render` and `run --from` do not need.
+  const { loadKubeConfig } = await import('./sources/kubeconfig.js');
   const { kubeConfig, origin, server, notices } = loadKubeConfig({
     kubeconfigFlag: opts.kubeconfig,
     clientConnection: config.clientConnection,
@@ -281,7 +293,7 @@ async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
     : config.mode === 'ipvs'
       ? ipvsBackends(opts.host !== undefined)
       : iptablesBackends(opts.host !== undefined);
-  const source = objectSource(opts, config, host, log);
+  const source = await objectSource(opts, config, host, log);
   const proxyOptions: ProxyOptions = { config, host, families: opts.family, source, createBackends, log };
 
   if (opts.once) {
@@ -375,7 +387,12 @@ export function buildProgram(logger: () => Logger): Command {
     .description(
       'print what a sync would apply for the given manifests (a dry run: nothing is applied): the iptables-restore input, or in IPVS mode the ipset, ipvs, kube-ipvs0 and iptables sections',
     )
-    .requiredOption('--from <path>', 'manifest file or directory (repeatable)', collect, [])
+    .requiredOption(
+      '--from <path>',
+      'manifest file or directory, YAML or JSON (repeatable; - reads standard input)',
+      collect,
+      [],
+    )
     .option('--config <file>', 'KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)')
     .option('--host <file>', 'HostFacts file: node name, interfaces, iptables features')
     .option('--family <family>', 'ipv4 or ipv6', parseFamily, 'IPv4' as IPFamily)
@@ -393,7 +410,7 @@ export function buildProgram(logger: () => Logger): Command {
     .description('run the proxy: watch the API server (or the --from manifests) and keep the rules in sync')
     .option(
       '--from <path>',
-      'read manifests instead of the API server (repeatable; re-read on change)',
+      'read manifests instead of the API server (repeatable; re-read on change; - reads standard input, with --once)',
       collect,
       [],
     )

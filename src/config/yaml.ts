@@ -49,7 +49,13 @@ export function parseYamlStream(text: string, source: string): ParsedYamlStream 
     const firstError = doc.errors[0];
     if (firstError) throw new InputError(`${position(firstError.pos[0])}: ${firstError.message}`);
     for (const warning of doc.warnings) warnings.push(`${position(warning.pos[0])}: ${warning.message}`);
-    const value: unknown = doc.toJS({ maxAliasCount: 1000 });
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 1000 });
+    } catch (e) {
+      // toJS refuses alias bombs ("Excessive alias count ...") with a plain ReferenceError.
+      throw new InputError(`${position(doc.range[0])}: ${(e as Error).message}`);
+    }
     if (value === null || value === undefined) continue;
     documents.push({
       value,

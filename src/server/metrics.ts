@@ -56,6 +56,9 @@ export function goLinearBuckets(start: number, width: number, count: number): nu
 /** 1 ms to 16.384 s. */
 export const SYNC_DURATION_BUCKETS = goExponentialBuckets(0.001, 2, 15);
 
+/** 1 ms to ~524 s: the proxy's own share of the latency is mostly below kube-proxy's first 250 ms bucket. */
+export const FIRST_SEEN_BUCKETS = goExponentialBuckets(0.001, 2, 20);
+
 /** component-base's MergeBuckets starts from a 0 bucket, then 0.25 s, 0.5 s, 1-59 s, 60-115 s, 2-5 min. */
 export const NETWORK_PROGRAMMING_BUCKETS = [
   0,
@@ -82,6 +85,8 @@ export class ProxyMetrics {
   readonly syncProxyRulesLastTimestamp: Gauge<Family>;
   readonly syncProxyRulesLastQueuedTimestamp: Gauge<Family>;
   readonly networkProgrammingDuration: Histogram<Family>;
+  /** Switchboard's own: from when it first saw a change until a sync applied it */
+  readonly firstSeenToSyncedDuration: Histogram<Family>;
   readonly endpointChangesPending: Gauge;
   readonly endpointChangesTotal: Counter;
   readonly serviceChangesPending: Gauge;
@@ -142,6 +147,15 @@ export class ProxyMetrics {
       family,
       NETWORK_PROGRAMMING_BUCKETS,
     );
+    // Not kube-proxy's, so no stability prefix: the proxy's own share of the latency above,
+    // measured on one clock (no controller lag, no clock skew between nodes).
+    this.firstSeenToSyncedDuration = new Histogram<Family>({
+      name: 'switchboard_network_programming_first_seen_duration_seconds',
+      help: 'Time from when Switchboard first saw a change to a Service or its EndpointSlices until a successful sync applied it, in seconds',
+      labelNames: family,
+      buckets: FIRST_SEEN_BUCKETS,
+      registers,
+    });
     this.endpointChangesPending = gauge(
       'kubeproxy_sync_proxy_rules_endpoint_changes_pending',
       'Pending proxy rules Endpoint changes',
@@ -218,8 +232,10 @@ export interface MetricsObserverOptions {
  * Updates the metrics from what the sync loop reports. Where kube-proxy measures per proxier,
  * Switchboard's one loop gives each family the whole sync's duration; failures of any kind count as
  * restore failures (and as partial restore failures when the sync was partial, as kube-proxy counts
- * them); network programming latency is measured from when Switchboard first saw a change, not from
- * the EndpointSlice's last-change-trigger-time annotation.
+ * them). Network programming latency is kube-proxy's: from each EndpointSlice change's
+ * last-change-trigger-time annotation to the end of the sync that applied it, per family, only
+ * when that family's sync succeeded (see sync/trigger-times.ts); the time from when Switchboard
+ * first saw a change has its own histogram.
  */
 export class MetricsObserver implements SyncObserver {
   private readonly families: readonly IPFamily[];
@@ -284,8 +300,12 @@ export class MetricsObserver implements SyncObserver {
         { traffic_policy: 'external', ip_family },
         result.noLocalEndpoints.external,
       );
+      for (const trigger of report.triggerTimes ?? []) {
+        if (trigger.family !== family) continue;
+        m.networkProgrammingDuration.observe({ ip_family }, Math.max(0, endMs - trigger.atMs) / 1000);
+      }
       for (const change of report.appliedChanges) {
-        m.networkProgrammingDuration.observe({ ip_family }, Math.max(0, endMs - change.firstSeenMs) / 1000);
+        m.firstSeenToSyncedDuration.observe({ ip_family }, Math.max(0, endMs - change.firstSeenMs) / 1000);
       }
       m.syncProxyRulesLastTimestamp.set({ ip_family }, endMs / 1000);
     }

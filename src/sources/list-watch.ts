@@ -6,19 +6,20 @@
  * on an HTTP 5xx, a network error or a failed list (it only calls its error handlers),
  * has no backoff (upstream issue #1933: ~1,600 watch requests in 2 s against a server that
  * closes watches at once), and never asks for bookmarks or a watch timeout. A proxy must
- * outlive API server restarts, so this file drives the loop itself, on top of the same
- * library's `Watch` class (see api-client.ts):
+ * outlive API server restarts, so this file drives the loop itself, on top of plain list
+ * and watch requests (see api-client.ts for why not the library's `Watch` either):
  *
- * - list (paged), remember the list's resourceVersion, and emit events by diffing with
- *   what was known before, so a relist after 410 or an outage emits deletes for objects
- *   that vanished and nothing for unchanged ones (same resourceVersion);
+ * - list, remember the list's resourceVersion, and emit events by diffing with what was
+ *   known before, so a relist after 410 or an outage emits deletes for objects that
+ *   vanished and nothing for unchanged ones (same resourceVersion). Which resourceVersion
+ *   a list asks for, and whether it is paged, follows the reflector (see relist());
  * - watch from that resourceVersion with bookmarks and a randomised timeout (5-10 min,
  *   as client-go), following each event's and bookmark's resourceVersion;
  * - a watch the server ends normally is resumed at once from the last resourceVersion,
  *   unless it ended very soon without a single event (client-go's "very short watch"),
  *   which counts as a failure, so a server that closes watches at once is not hammered;
- * - HTTP 410 or an ERROR event with code 410: relist (at once, unless the previous watch
- *   also expired without delivering anything);
+ * - HTTP 410 or an ERROR event with code 410: relist from the last resourceVersion (at
+ *   once, unless the previous watch also expired without delivering anything);
  * - any other failure (HTTP error, network error, failed list, no event or bookmark for
  *   the inactivity timeout): retry after exponential backoff with jitter, resuming the
  *   watch from the last resourceVersion (the server answers 410 if that is too old).
@@ -28,7 +29,7 @@
 import type { Logger } from '../log.js';
 import { isRecord } from '../model/raw.js';
 import type { ObjectEvent, ObjectKind } from '../model/store.js';
-import { type ApiClient, ApiError, type QueryParams, type WatchHandle } from './api-client.js';
+import { type ApiClient, ApiError, type QueryParams } from './api-client.js';
 import { Backoff, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.js';
 
 export interface ResourceSpec {
@@ -54,7 +55,7 @@ export interface ListWatchTiming {
   shortWatchMs: number;
   /** a list (and a watch's response headers) must arrive within this time */
   requestTimeoutMs: number;
-  /** items per list page */
+  /** items per list page, where lists are paged (see ListWatcher.relist) */
   listPageSize: number;
   backoff: BackoffOptions;
 }
@@ -122,6 +123,16 @@ function statusCodeOf(o: unknown): number | undefined {
   return isRecord(o) && typeof o.code === 'number' ? o.code : undefined;
 }
 
+/** 410 Gone: the resourceVersion (or continue token) is older than the server keeps. */
+function isExpired(e: unknown): boolean {
+  return e instanceof ApiError && e.statusCode === 410;
+}
+
+/** 504 "Too large resource version": the server has not seen that resourceVersion yet. */
+function isTooLargeResourceVersion(e: unknown): boolean {
+  return e instanceof ApiError && e.statusCode === 504 && /too large resource version/i.test(e.message);
+}
+
 function describeError(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -142,7 +153,12 @@ export interface EventSink {
 
 export class ListWatcher {
   private known = new Map<string, KnownObject>();
+  /** the last resourceVersion synced: of the last list, watch event or bookmark */
   private resourceVersion = '';
+  /** the last list answered 410 or "too large": the next one is a consistent read */
+  private resourceVersionUnavailable = false;
+  /** a resourceVersion=0 list came back in pages: no watch cache, so relists are paged too */
+  private serverPages = false;
   private listed = false;
   private sink: EventSink | null = null;
   private stopping = false;
@@ -268,36 +284,52 @@ export class ListWatcher {
     };
   }
 
+  /**
+   * The resourceVersion the next list asks for, as client-go's reflector
+   * (relistResourceVersion) chooses it. The first list asks for "0": any version, served
+   * from the API server's watch cache without touching etcd. Later lists (after a watch
+   * answered 410, or a restart of this watcher) ask for the last resourceVersion synced,
+   * which lists "not older than" it, again from the cache. Only after a list itself was
+   * answered 410 or "too large" does the next one ask for nothing: a consistent read from
+   * etcd. With one Switchboard per node, a control-plane restart makes every node relist
+   * at once; from the watch cache that costs the API server memory copies, from etcd it
+   * costs a quorum read per page per node.
+   */
+  private listResourceVersion(): string {
+    if (this.resourceVersionUnavailable) return '';
+    return this.resourceVersion === '' ? '0' : this.resourceVersion;
+  }
+
   /** Lists every page and applies the difference; returns why it failed, or null. */
   private async relist(): Promise<string | null> {
-    const { resource, client, timing } = this.options;
     const controller = new AbortController();
     this.interrupt = () => controller.abort();
-    const items: unknown[] = [];
-    let resourceVersion = '';
+    let listed: { items: unknown[]; resourceVersion: string; paginated: boolean };
+    const requested = this.listResourceVersion();
     try {
-      let continueToken: string | undefined;
-      do {
-        const page = await client.list(
-          resource.path,
-          {
-            ...this.selectorParams(),
-            limit: timing.listPageSize,
-            ...(continueToken ? { continue: continueToken } : {}),
-          },
-          controller.signal,
+      try {
+        listed = await this.listAll(requested, controller.signal);
+      } catch (e) {
+        if (requested === '' || !(isExpired(e) || isTooLargeResourceVersion(e))) throw e;
+        // As the reflector: that resourceVersion is not available; a consistent read at once.
+        this.resourceVersionUnavailable = true;
+        this.log.info(
+          { resourceVersion: requested, reason: describeError(e) },
+          'resourceVersion not available for a list; listing from etcd',
         );
-        for (const item of page.items) items.push(this.withTypeMeta(item));
-        resourceVersion = page.resourceVersion;
-        continueToken = page.continueToken;
-      } while (continueToken && !this.stopping);
+        listed = await this.listAll('', controller.signal);
+      }
     } catch (e) {
-      const expired = e instanceof ApiError && e.statusCode === 410;
-      return `list failed${expired ? ' (continue token expired)' : ''}: ${describeError(e)}`;
+      return `list failed${isExpired(e) ? ' (resourceVersion expired)' : ''}: ${describeError(e)}`;
     } finally {
       this.interrupt = null;
     }
     if (this.stopping) return 'stopping';
+    // Only a resourceVersion=0 list tells whether the server has a watch cache: a consistent
+    // read comes back in pages either way.
+    if (requested === '0' && listed.paginated) this.serverPages = true;
+    this.resourceVersionUnavailable = false;
+    const { items, resourceVersion } = listed;
     const { events, next } = diffListed(this.known, items);
     this.known = next;
     this.resourceVersion = resourceVersion;
@@ -307,6 +339,7 @@ export class ListWatcher {
       {
         objects: next.size,
         resourceVersion,
+        requestedResourceVersion: requested === '' ? 'none (consistent read)' : requested,
         added: count('add'),
         updated: count('update'),
         deleted: count('delete'),
@@ -319,6 +352,60 @@ export class ListWatcher {
       this.sink?.onListed();
     }
     return null;
+  }
+
+  /**
+   * One whole list at `resourceVersion` ('' for a consistent read), paged as client-go's
+   * pager and reflector page it:
+   * - "0" and consistent reads send `limit`. The watch cache ignores the limit for "0" and
+   *   answers in one piece (in the API server versions this targets); a server without a
+   *   watch cache pages from etcd, which is what the limit is for.
+   * - "not older than" a resourceVersion sends no limit unless a "0" list came back paged:
+   *   the watch cache serves such a list only without a limit; with one it would be an
+   *   exact read from etcd, the thundering herd this avoids.
+   * - Continue pages carry the token and no resourceVersion (the server refuses both). A
+   *   continue token that expired (410) is followed by one unpaged list at the same
+   *   resourceVersion, as the pager's FullListIfExpired does, so a slow list makes progress.
+   */
+  private async listAll(
+    resourceVersion: string,
+    signal: AbortSignal,
+  ): Promise<{ items: unknown[]; resourceVersion: string; paginated: boolean }> {
+    const { resource, client, timing } = this.options;
+    const paged = resourceVersion === '' || resourceVersion === '0' || this.serverPages;
+    const first = {
+      ...this.selectorParams(),
+      ...(resourceVersion === '' ? {} : { resourceVersion }),
+    };
+    const items: unknown[] = [];
+    let page = await client.list(
+      resource.path,
+      { ...first, ...(paged ? { limit: timing.listPageSize } : {}) },
+      signal,
+    );
+    let paginated = false;
+    for (;;) {
+      for (const item of page.items) items.push(this.withTypeMeta(item));
+      if (!page.continueToken || this.stopping) break;
+      paginated = true;
+      const query = { ...this.selectorParams(), limit: timing.listPageSize, continue: page.continueToken };
+      try {
+        page = await client.list(resource.path, query, signal);
+      } catch (e) {
+        if (!isExpired(e)) throw e;
+        this.log.info(
+          { resourceVersion: resourceVersion || undefined },
+          'continue token expired (410); listing in one piece',
+        );
+        const whole = await client.list(resource.path, first, signal);
+        return {
+          items: whole.items.map((item) => this.withTypeMeta(item)),
+          resourceVersion: whole.resourceVersion,
+          paginated,
+        };
+      }
+    }
+    return { items, resourceVersion: page.resourceVersion, paginated };
   }
 
   /** List items carry no kind/apiVersion; give them the ones watch events have. */
@@ -374,7 +461,8 @@ export class ListWatcher {
     const startedAt = Date.now();
     let events = 0;
     let settled = false;
-    let handle: WatchHandle | null = null;
+    // Aborting destroys the watch request and its connection, whatever phase it is in.
+    const controller = new AbortController();
     let inactivity: NodeJS.Timeout | undefined;
     return new Promise<WatchOutcome>((resolve) => {
       const finish = (outcome: WatchOutcome) => {
@@ -382,7 +470,7 @@ export class ListWatcher {
         settled = true;
         clearTimeout(inactivity);
         this.interrupt = null;
-        handle?.abort();
+        controller.abort();
         resolve(outcome);
       };
       const armInactivityTimer = () => {
@@ -416,33 +504,24 @@ export class ListWatcher {
         if (!this.applyWatchEvent(type, object))
           this.log.warn({ type }, 'ignoring a watch event of unknown type');
       };
-      const onDone = (error: unknown) => {
-        if (settled) return;
-        if (error == null) finish({ kind: 'closed', events, durationMs: Date.now() - startedAt });
-        else if (error instanceof ApiError && error.statusCode === 410) finish({ kind: 'expired', events });
-        else finish({ kind: 'failed', error: error instanceof Error ? error : new Error(String(error)) });
+      const onDone = (error: ApiError | null) => {
+        if (error === null) finish({ kind: 'closed', events, durationMs: Date.now() - startedAt });
+        else if (error.statusCode === 410) finish({ kind: 'expired', events });
+        else finish({ kind: 'failed', error });
       };
       this.log.debug({ resourceVersion: this.resourceVersion }, 'watching');
-      client
-        .watch(
-          resource.path,
-          {
-            ...this.selectorParams(),
-            resourceVersion: this.resourceVersion,
-            allowWatchBookmarks: true,
-            timeoutSeconds: this.watchTimeoutSeconds(),
-          },
-          onEvent,
-          onDone,
-        )
-        .then(
-          (h) => {
-            handle = h;
-            // Finished before the handle arrived (stop, inactivity): close the connection now.
-            if (settled) h.abort();
-          },
-          (e: unknown) => onDone(e instanceof Error ? e : new Error(String(e))),
-        );
+      client.watch(
+        resource.path,
+        {
+          ...this.selectorParams(),
+          resourceVersion: this.resourceVersion,
+          allowWatchBookmarks: true,
+          timeoutSeconds: this.watchTimeoutSeconds(),
+        },
+        controller.signal,
+        onEvent,
+        onDone,
+      );
     });
   }
 }

@@ -11,15 +11,16 @@
  * confirmed by a second read a debounce period later, because a file caught between an
  * editor's truncate and write parses fine as empty.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { InputError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { isRecord } from '../model/raw.js';
 import type { ObjectEvent, ObjectKind } from '../model/store.js';
 import type { ObjectSource } from '../sync/backend.js';
-import { readManifests } from './manifests.js';
+import { readManifests, STDIN_PATH } from './manifests.js';
 
 export interface ManifestSourceOptions {
   log: Logger;
@@ -32,15 +33,15 @@ export interface ManifestSourceOptions {
 export interface KeyedObject {
   kind: ObjectKind;
   object: unknown;
-  /** the object's content, for comparison */
-  json: string;
+  /** a digest of the object's content, for comparison (the JSON text itself would double the memory held) */
+  digest: string;
 }
 
 /** `Service/ns/name`, `EndpointSlice/ns/name`, `Node//name`: the identity the API server would use. */
-export function objectKey(kind: ObjectKind, object: unknown, json: string): string {
+export function objectKey(kind: ObjectKind, object: unknown, digest: string): string {
   const meta = isRecord(object) && isRecord(object.metadata) ? object.metadata : {};
   // Unnamed objects are invalid; the store reports them. Keyed by content so they stay stable.
-  if (typeof meta.name !== 'string') return `${kind}/?/${json}`;
+  if (typeof meta.name !== 'string') return `${kind}/?/${digest}`;
   const namespace = kind === 'Node' ? '' : typeof meta.namespace === 'string' ? meta.namespace : 'default';
   return `${kind}/${namespace}/${meta.name}`;
 }
@@ -49,8 +50,8 @@ export function objectKey(kind: ObjectKind, object: unknown, json: string): stri
 export function keyObjects(events: readonly ObjectEvent[]): Map<string, KeyedObject> {
   const out = new Map<string, KeyedObject>();
   for (const e of events) {
-    const json = JSON.stringify(e.object);
-    out.set(objectKey(e.kind, e.object, json), { kind: e.kind, object: e.object, json });
+    const digest = hash('sha1', JSON.stringify(e.object), 'base64');
+    out.set(objectKey(e.kind, e.object, digest), { kind: e.kind, object: e.object, digest });
   }
   return out;
 }
@@ -67,15 +68,15 @@ export function diffObjects(
   for (const [key, cur] of next) {
     const old = previous.get(key);
     if (!old) events.push({ type: 'add', kind: cur.kind, object: cur.object });
-    else if (old.json !== cur.json) events.push({ type: 'update', kind: cur.kind, object: cur.object });
+    else if (old.digest !== cur.digest) events.push({ type: 'update', kind: cur.kind, object: cur.object });
   }
   return events;
 }
 
 function contentHash(objects: ReadonlyMap<string, KeyedObject>): string {
-  const hash = createHash('sha256');
-  for (const [key, o] of objects) hash.update(key).update('\0').update(o.json).update('\0');
-  return hash.digest('hex');
+  const all = createHash('sha256');
+  for (const [key, o] of objects) all.update(key).update('\0').update(o.digest).update('\0');
+  return all.digest('hex');
 }
 
 /** Which directories to watch, and which file names in each matter (null: all). */
@@ -120,6 +121,11 @@ export class ManifestSource implements ObjectSource {
     private readonly paths: readonly string[],
     private readonly options: ManifestSourceOptions,
   ) {
+    if ((options.watch ?? true) && paths.includes(STDIN_PATH)) {
+      throw new InputError(
+        '--from -: standard input can be read only once, so its changes cannot be followed; use run --once, or a file',
+      );
+    }
     this.log = options.log.child({ source: 'manifests' });
     this.debounceMs = options.debounceMs ?? 200;
   }
@@ -128,12 +134,19 @@ export class ManifestSource implements ObjectSource {
   async start(onEvent: EventSink, onSynced: () => void): Promise<void> {
     const { events, notices } = await readManifests(this.paths);
     for (const n of notices) this.log.info(n);
+    if (!(this.options.watch ?? true)) {
+      // Read once (`run --once`): nothing to compare later, so the objects are not kept
+      // here; the store ends up the same, a later duplicate replacing an earlier one.
+      for (const e of events) onEvent(e);
+      this.log.info({ objects: events.length, paths: this.paths }, 'manifests read');
+      onSynced();
+      return;
+    }
     this.objects = keyObjects(events);
     this.onEvent = onEvent;
     for (const o of this.objects.values()) onEvent({ type: 'add', kind: o.kind, object: o.object });
     this.log.info({ objects: this.objects.size, paths: this.paths }, 'manifests read');
     onSynced();
-    if (!(this.options.watch ?? true)) return;
     await this.updateWatchers();
     // Catches a change made between the first read and the watchers' start.
     this.fileChanged();

@@ -1,13 +1,19 @@
 /**
- * The manifest source: Services, EndpointSlices and Nodes read from YAML or JSON files,
- * e.g. the output of `kubectl get svc,endpointslices,nodes -A -o yaml`.
+ * The manifest source: Services, EndpointSlices and Nodes read from YAML or JSON files or
+ * standard input (`-`), e.g. the output of `kubectl get svc,endpointslices,nodes -A -o json`
+ * (see manifest-parse.ts for how each format is parsed).
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import { parseYamlDocuments } from '../config/yaml.js';
 import { InputError } from '../errors.js';
 import { isRecord } from '../model/raw.js';
 import type { ObjectEvent, ObjectKind } from '../model/store.js';
+import { parseManifestText } from './manifest-parse.js';
+
+/** The --from path that stands for standard input. */
+export const STDIN_PATH = '-';
+/** How standard input is named in messages. */
+export const STDIN_NAME = '<stdin>';
 
 const KINDS: Record<string, { kind: ObjectKind; apiVersion: string }> = {
   Service: { kind: 'Service', apiVersion: 'v1' },
@@ -82,17 +88,41 @@ export async function manifestFiles(path: string): Promise<string[]> {
   return out;
 }
 
-/** Reads every --from path; a YAML error is an InputError naming file and line. */
-export async function readManifests(paths: readonly string[]): Promise<ManifestObjects> {
+/** Everything on standard input, as text. */
+export async function readStandardInput(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export interface ReadManifestsOptions {
+  /** what `-` reads (standard input by default; tests give their own) */
+  readStdin?: () => Promise<string>;
+}
+
+/**
+ * Reads every --from path (`-`: standard input, once); a syntax error is an InputError
+ * naming the file (or `<stdin>`) and line.
+ */
+export async function readManifests(
+  paths: readonly string[],
+  options: ReadManifestsOptions = {},
+): Promise<ManifestObjects> {
+  if (paths.filter((p) => p === STDIN_PATH).length > 1)
+    throw new InputError('--from -: standard input can be read only once');
   const events: ObjectEvent[] = [];
   const notices: string[] = [];
+  const add = (text: string, source: string) => {
+    const result = objectsFromDocuments(parseManifestText(text, source), source);
+    for (const e of result.events) events.push(e);
+    notices.push(...result.notices);
+  };
   for (const path of paths) {
-    for (const file of await manifestFiles(path)) {
-      const text = await readFile(file, 'utf8');
-      const result = objectsFromDocuments(parseYamlDocuments(text, file), file);
-      events.push(...result.events);
-      notices.push(...result.notices);
+    if (path === STDIN_PATH) {
+      add(await (options.readStdin ?? readStandardInput)(), STDIN_NAME);
+      continue;
     }
+    for (const file of await manifestFiles(path)) add(await readFile(file, 'utf8'), file);
   }
   return { events, notices };
 }

@@ -5,6 +5,7 @@
 
 import type { ObjectEvent } from '../model/store.js';
 import type { IPFamily, Snapshot } from '../model/types.js';
+import type { TriggerTime } from './trigger-times.js';
 
 /** What the loop asks a backend to do in one sync. */
 export interface SyncRequest {
@@ -74,6 +75,12 @@ export interface SyncReport {
   results: BackendSyncResult[];
   /** the snapshot each backend was given, in backend order (empty if the sync failed before building them) */
   snapshots: Snapshot[];
-  /** services whose changes this sync applied, with when each change was first seen (network programming latency) */
+  /** services whose changes this sync applied, with when Switchboard first saw each change */
   appliedChanges: { serviceKey: string; firstSeenMs: number }[];
+  /**
+   * the EndpointSlice change trigger times this sync checked out (kube-proxy's network
+   * programming latency; see trigger-times.ts): a family observes its own once its backend
+   * succeeded; a failed family drops them, as kube-proxy does. Absent: none.
+   */
+  triggerTimes?: TriggerTime[];
 }

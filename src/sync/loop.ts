@@ -20,6 +20,7 @@ import type { ObjectEvent, ObjectStore } from '../model/store.js';
 import type { Snapshot } from '../model/types.js';
 import type { BackendSyncResult, ProxyBackend, SyncObserver, SyncReport, SyncRequest } from './backend.js';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
+import { PendingTriggerTimes, type TriggerTime } from './trigger-times.js';
 
 export const FULL_SYNC_INTERVAL_MS = 60 * 60 * 1000;
 export const TOPOLOGY_LABEL_PREFIX = 'topology.kubernetes.io/';
@@ -128,6 +129,7 @@ export class SyncLoop {
   private syncedVersions: ReadonlyMap<string, number> = new Map();
   private syncedTopology: string | null = null;
   private pending = new PendingChanges();
+  private readonly triggerTimes: PendingTriggerTimes;
 
   constructor(private readonly opts: SyncLoopOptions) {
     if (!(opts.syncPeriodMs > 0))
@@ -139,6 +141,8 @@ export class SyncLoop {
     this.random = opts.random ?? Math.random;
     this.log = opts.log;
     this.observers = opts.observers ?? [];
+    // Trigger times from before the loop existed are not this proxy's latency.
+    this.triggerTimes = new PendingTriggerTimes(this.clock.now());
     this.ready = new Promise((resolve) => {
       this.markReady = resolve;
     });
@@ -155,6 +159,7 @@ export class SyncLoop {
    */
   handleEvent(event: ObjectEvent): void {
     const { changedServices, nodeChanged } = this.store.apply(event);
+    this.triggerTimes.record(event, changedServices.length > 0);
     if (changedServices.length === 0 && !nodeChanged) return;
     const now = this.clock.now();
     const p = this.pending;
@@ -289,6 +294,7 @@ export class SyncLoop {
     let versions: ReadonlyMap<string, number> = this.syncedVersions;
     let topology = this.syncedTopology;
     let snapshots: Snapshot[] = [];
+    let triggerTimes: TriggerTime[] = [];
     try {
       const lost = await this.anyLostState(startedAtMs);
       // From here to the backends' calls nothing awaits: the versions recorded are exactly
@@ -304,6 +310,7 @@ export class SyncLoop {
       if (lost) reasons.push('backend lost its state');
       inFlight = this.pending;
       this.pending = new PendingChanges();
+      triggerTimes = this.triggerTimes.checkout();
       versions = this.store.versionsSnapshot();
       request = {
         seq,
@@ -339,6 +346,7 @@ export class SyncLoop {
       results,
       snapshots,
       appliedChanges: [],
+      triggerTimes,
     };
     if (ok) {
       this.syncedVersions = versions;

@@ -38,6 +38,16 @@ export interface RenderOnceResult<R = IptablesRender> {
   nodeFound: boolean;
 }
 
+/** A store built from the objects (storeFrom) with the node name of `config` and `host`. */
+export type RenderStoreInput = Omit<RenderOnceInput, 'events'> & { store: ObjectStore };
+
+/** The store of a set of objects. Kept apart so a caller can let go of the raw objects before rendering. */
+export function storeFrom(events: readonly ObjectEvent[], nodeName: string): ObjectStore {
+  const store = new ObjectStore(nodeName);
+  for (const event of events) store.apply(event);
+  return store;
+}
+
 interface Prepared {
   snapshot: Snapshot;
   node: NodeInfo;
@@ -46,26 +56,41 @@ interface Prepared {
   nodeFound: boolean;
 }
 
-/** The objects applied to a fresh store, and the family's snapshot of it: the same for both modes. */
-function prepare(input: RenderOnceInput): Prepared {
-  const nodeName = resolveNodeName(input.config, input.host);
-  const store = new ObjectStore(nodeName);
-  for (const event of input.events) store.apply(event);
-  const node = nodeInfoFrom(nodeName, store.node, { nodeIPs: input.host.nodeIPs });
+/** The family's snapshot of the store: the same for both modes. */
+function prepare(input: RenderStoreInput): Prepared {
+  const { store } = input;
+  const node = nodeInfoFrom(store.name, store.node, { nodeIPs: input.host.nodeIPs });
   const snapshot = new SnapshotBuilder(input.family, topologyOptions(input.config)).build(store, node);
-  return { snapshot, node, problems: store.currentProblems(), nodeName, nodeFound: store.node !== null };
+  return {
+    snapshot,
+    node,
+    problems: store.currentProblems(),
+    nodeName: store.name,
+    nodeFound: store.node !== null,
+  };
 }
 
 /** iptables mode: the restore input of one sync (full unless `scope` says otherwise). */
-export function renderOnce(input: RenderOnceInput): RenderOnceResult {
+export function renderStore(input: RenderStoreInput): RenderOnceResult {
   const { snapshot, node, ...rest } = prepare(input);
   const ctx = buildRenderContext(iptablesOptions(input.config, input.host), input.family, node);
   return { render: renderIptables(snapshot, ctx, input.scope ?? FULL_SYNC), ...rest };
 }
 
 /** IPVS mode: the desired state after one sync on a clean node. */
-export function renderIpvsOnce(input: RenderOnceInput): RenderOnceResult<IpvsRender> {
+export function renderIpvsStore(input: RenderStoreInput): RenderOnceResult<IpvsRender> {
   const { snapshot, node, ...rest } = prepare(input);
   const ctx = buildIpvsRenderContext(ipvsOptions(input.config, input.host), input.family, node);
   return { render: renderIpvs(snapshot, ctx), ...rest };
+}
+
+export function renderOnce(input: RenderOnceInput): RenderOnceResult {
+  return renderStore({ ...input, store: storeFrom(input.events, resolveNodeName(input.config, input.host)) });
+}
+
+export function renderIpvsOnce(input: RenderOnceInput): RenderOnceResult<IpvsRender> {
+  return renderIpvsStore({
+    ...input,
+    store: storeFrom(input.events, resolveNodeName(input.config, input.host)),
+  });
 }

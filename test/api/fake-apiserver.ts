@@ -5,7 +5,16 @@
  *
  * - Lists: `GET <collection>` returns a `<Kind>List` with `metadata.resourceVersion`, honouring
  *   labelSelector (`key`, `!key`, `key=value`, `key!=value`), fieldSelector (`path=value`,
- *   `path!=value`, e.g. `metadata.name=node-1`) and limit/continue paging.
+ *   `path!=value`, e.g. `metadata.name=node-1`) and limit/continue paging, with the real
+ *   server's resourceVersion semantics (k8s.io/apiserver's cacher and etcd store):
+ *   - with the watch cache (the default): `resourceVersion=0` is served from the cache and
+ *     ignores `limit` (one page, the cache's current state); `resourceVersion=N` without a
+ *     limit is "not older than N" from the cache (504 "Too large resource version" when N is
+ *     ahead of the server);
+ *   - from etcd (no watch cache, or a limit with `resourceVersion=N`): `N` is an exact read,
+ *     410 once compacted; no resourceVersion is a consistent read of the current state;
+ *     both paged by `limit`; a `continue` token from before a compaction is 410, and a
+ *     resourceVersion next to a continue token is 400, as on the real server.
  * - Watches: `?watch=true&resourceVersion=RV` answers 200 and streams newline-delimited JSON
  *   events: first the changes after RV from an in-memory history, then live ones. An object
  *   that starts or stops matching the selector arrives as ADDED / DELETED, as the real server
@@ -14,8 +23,9 @@
  * - Test controls: apply/remove objects (each bumps the global resourceVersion), compact the
  *   history (older RVs get 410, as HTTP 410 or as an ERROR event), fail the next N requests,
  *   drop open watches, make watches silent (headers, then nothing) or stall requests (no
- *   answer at all), end watches at once, reset or refuse connections, and a log of every
- *   request received.
+ *   answer at all), hold watches the way a real server or proxy does (open for good, client
+ *   half-closes ignored), end watches at once, reset or refuse connections, and a log of
+ *   every request received with its query parameters.
  *
  * It listens on 127.0.0.1 only (or the given host), on a port the OS picks.
  */
@@ -82,7 +92,12 @@ interface OpenWatch {
   timers: NodeJS.Timeout[];
 }
 
+/** How held watches are answered; see holdWatches(). */
+export type HoldMode = 'after-headers' | 'before-headers';
+
 export interface FakeApiServerOptions {
+  /** serve lists from a watch cache (default true); false models `--watch-cache=false` */
+  watchCache?: boolean;
   /** bearer token clients must send (401 otherwise) */
   token?: string;
   /** send a BOOKMARK this often to watches that allow them (0: only on sendBookmarks()) */
@@ -175,6 +190,9 @@ export class FakeApiServer {
   private goneAs: 'http' | 'event' = 'event';
   private failures: { remaining: number; code: number; resource?: Resource } = { remaining: 0, code: 500 };
   private endWatchesAtOnce = false;
+  private holding: HoldMode | null = null;
+  /** held watch requests whose client has not closed its side of the connection */
+  private readonly held = new Set<http.ServerResponse>();
   private stalled = false;
   private silent = false;
   private resetting = false;
@@ -182,6 +200,8 @@ export class FakeApiServer {
   private port = 0;
   /** every request received, in order */
   readonly requests: RecordedRequest[] = [];
+  /** called with each request as it arrives, before it is answered (tests change state here) */
+  onRequest: ((request: RecordedRequest) => void) | null = null;
   /** TCP connections destroyed at once while resetConnections() is on */
   resetCount = 0;
 
@@ -339,6 +359,26 @@ export class FakeApiServer {
     if (on) for (const w of this.watches) w.silent = true;
   }
 
+  /**
+   * Watches opened from now on are held the way a real API server holds them (minutes, with
+   * nothing to say) and never ended by this server: 'after-headers' answers 200 and then
+   * sends nothing, no bookmarks, timeoutSeconds ignored; 'before-headers' does not even send
+   * the headers (a proxy that holds them back until the first event). A client that only
+   * half-closes its side is ignored too: a held watch goes away only when the client
+   * destroys its connection. Lists are answered as usual. `null` stops holding new watches.
+   */
+  holdWatches(mode: HoldMode | null): void {
+    this.holding = mode;
+    // Node's HTTP server ends its side when the client's FIN arrives, unless told to allow
+    // half-open connections (an undocumented but long-standing http.Server property).
+    if (mode) (this.server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
+  }
+
+  /** Held watch requests whose client has not closed its side of the connection. */
+  get heldWatches(): number {
+    return this.held.size;
+  }
+
   /** Requests from now on are read and never answered (not even headers) until stall(false) or a drop. */
   stall(on: boolean): void {
     this.stalled = on;
@@ -397,6 +437,7 @@ export class FakeApiServer {
     const watch = query.watch === 'true' || query.watch === '1';
     const entry: RecordedRequest = { atMs: Date.now(), resource, watch, query, status: 0 };
     this.requests.push(entry);
+    this.onRequest?.(entry);
     const answer = (code: number, body: unknown) => {
       entry.status = code;
       res.writeHead(code, { 'Content-Type': 'application/json' });
@@ -437,9 +478,20 @@ export class FakeApiServer {
     answer: (code: number, body: unknown) => void,
   ): void {
     const info = RESOURCES[resource];
+    const limit = Number(query.limit ?? 0);
+    const requested = query.resourceVersion;
+    const cached = this.options.watchCache ?? true;
     let snapshot: { rv: number; items: KubeObject[] };
     let offset = 0;
+    let paged = limit > 0;
     if (query.continue) {
+      if (requested !== undefined && requested !== '') {
+        answer(
+          400,
+          status(400, 'BadRequest', 'specifying resource version is not allowed when using continue'),
+        );
+        return;
+      }
       const [id, at] = query.continue.split(':');
       const found = this.listSnapshots.get(id ?? '');
       if (!found || found.rv < this.compactedRv) {
@@ -449,13 +501,36 @@ export class FakeApiServer {
       snapshot = found;
       offset = Number(at);
     } else {
-      const items = [...this.objects[resource].values()]
-        .filter(matches)
-        .sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
-      snapshot = { rv: this.rv, items };
+      const rv = requested === undefined || requested === '' ? null : Number(requested);
+      if (rv !== null && !Number.isInteger(rv)) {
+        answer(400, status(400, 'BadRequest', `invalid resourceVersion ${requested}`));
+        return;
+      }
+      if (rv !== null && rv > this.rv) {
+        // The real cache waits up to 3 s for it first; etcd refuses a future revision.
+        answer(504, status(504, 'Timeout', `Too large resource version: ${rv}, current: ${this.rv}`));
+        return;
+      }
+      let items: KubeObject[];
+      if (rv === null || (rv === 0 && !cached) || (rv > 0 && !paged)) {
+        // Consistent read, "any" from etcd, or "not older than" (cache or etcd): now.
+        items = [...this.objects[resource].values()];
+      } else if (rv === 0) {
+        // From the watch cache, which ignores the limit for resourceVersion=0.
+        items = [...this.objects[resource].values()];
+        paged = false;
+      } else {
+        const past = this.stateAt(resource, rv);
+        if (past === null) {
+          answer(410, status(410, 'Expired', `The resourceVersion for the provided list is too old (${rv})`));
+          return;
+        }
+        items = past;
+      }
+      items = items.filter(matches).sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
+      snapshot = { rv: rv !== null && rv > 0 && paged ? rv : this.rv, items };
     }
-    const limit = Number(query.limit ?? 0);
-    const end = limit > 0 ? Math.min(snapshot.items.length, offset + limit) : snapshot.items.length;
+    const end = paged ? Math.min(snapshot.items.length, offset + limit) : snapshot.items.length;
     const metadata: Record<string, unknown> = { resourceVersion: String(snapshot.rv) };
     if (end < snapshot.items.length) {
       const id = String(++this.snapshotCounter);
@@ -469,6 +544,20 @@ export class FakeApiServer {
       return rest;
     });
     answer(200, { kind: `${info.kind}List`, apiVersion: info.apiVersion, metadata, items });
+  }
+
+  /** The collection as it was at `rv` (an exact read from etcd); null once compacted. */
+  private stateAt(resource: Resource, rv: number): KubeObject[] | null {
+    if (rv < this.compactedRv) return null;
+    const state = new Map(this.objects[resource]);
+    for (let i = this.history.length - 1; i >= 0; i--) {
+      const h = this.history[i]!;
+      if (h.rv <= rv) break;
+      if (h.resource !== resource) continue;
+      if (h.previous) state.set(keyOf(h.previous), h.previous);
+      else state.delete(keyOf(h.object));
+    }
+    return [...state.values()];
   }
 
   private startWatch(
@@ -493,6 +582,17 @@ export class FakeApiServer {
       res.end(
         JSON.stringify(status(410, 'Expired', `too old resource version: ${fromRv} (${this.compactedRv})`)),
       );
+      return;
+    }
+    if (this.holding) {
+      this.held.add(res);
+      res.on('close', () => this.held.delete(res));
+      // Half-open: the connection stays, but the client has closed its side.
+      res.socket?.on('end', () => this.held.delete(res));
+      if (this.holding === 'before-headers') return;
+      entry.status = 200;
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+      res.flushHeaders();
       return;
     }
     entry.status = 200;

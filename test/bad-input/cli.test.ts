@@ -130,7 +130,7 @@ describe('switchboard render with bad files', () => {
   };
 
   it('a malformed YAML manifest: exit 2, file and line', () => {
-    expectFailure(runs.badYaml!, /switchboard: \S*bad\.yaml:5:1: Map keys must be unique/);
+    expectFailure(runs.badYaml!, /switchboard: \S*bad\.yaml:5:1: duplicated mapping key/);
   });
 
   it('a malformed configuration file: exit 2, file, line and field', () => {

@@ -1,5 +1,9 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { firstReadyEndpoint, replaceEndpointIP } from '../../bench/endpoint-change.js';
+import { writeManifestDumps } from '../../bench/manifest-dump.js';
 import { runScenario } from '../../bench/scenario.js';
 import { clusterEvents, DEFAULT_SEED, podIP, syntheticCluster } from '../../bench/synthetic-cluster.js';
 import { syntheticConfig, syntheticHost } from '../../bench/synthetic-config.js';
@@ -9,6 +13,7 @@ import { IptablesRenderer } from '../../src/backends/iptables/render.js';
 import { formatProblem } from '../../src/errors.js';
 import { nodeInfoFrom, SnapshotBuilder } from '../../src/model/snapshot.js';
 import { ObjectStore } from '../../src/model/store.js';
+import { readManifests } from '../../src/sources/manifests.js';
 import { renderOnce } from '../../src/sync/render-once.js';
 import { iptablesOptions, topologyOptions } from '../../src/sync/wiring.js';
 
@@ -123,5 +128,29 @@ describe('partial render check', () => {
     const result = runScenario('20x10', { nodes: 100, seed: DEFAULT_SEED });
     expect(result.failures).toEqual([]);
     expect(result.restoreLinesPartial).toBeLessThan(result.restoreLinesFull);
+  });
+});
+
+describe('the manifest loading benchmark', () => {
+  it('dumps the cluster as kubectl JSON and YAML that render exactly as the objects themselves', async () => {
+    const cluster = syntheticCluster(shape(30));
+    const dir = await mkdtemp(join(tmpdir(), 'sb-bench-dump-'));
+    try {
+      const dumps = writeManifestDumps(cluster, dir);
+      const input = {
+        config: syntheticConfig(cluster),
+        host: syntheticHost(cluster),
+        family: 'IPv4' as const,
+      };
+      const expected = renderOnce({ events: clusterEvents(cluster), ...input }).render.text;
+      for (const file of [dumps.json, dumps.yaml]) {
+        const { events, notices } = await readManifests([file]);
+        expect(notices).toEqual([]);
+        expect(renderOnce({ events, ...input }).render.text).toBe(expected);
+      }
+      expect(await readFile(dumps.yaml, 'utf8')).toMatch(/^items:\n- apiVersion: v1\n {2}kind: Service\n/m);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

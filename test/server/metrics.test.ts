@@ -191,6 +191,12 @@ describe('metrics over HTTP', () => {
           { serviceKey: 'ns/a', firstSeenMs: t0 },
           { serviceKey: 'ns/b', firstSeenMs: t0 + 100 },
         ],
+        // the EndpointSlice controller's trigger times: ns/a's change happened before the proxy saw it
+        triggerTimes: [
+          { serviceKey: 'ns/a', family: 'IPv4', atMs: t0 - 200 },
+          { serviceKey: 'ns/b', family: 'IPv4', atMs: t0 + 50 },
+          { serviceKey: 'ns/b', family: 'IPv6', atMs: t0 },
+        ],
       }),
     );
     const fullEndMs = fullStart + 20;
@@ -255,9 +261,10 @@ describe('metrics over HTTP', () => {
         ...v4,
       }),
     ).toBe(2);
-    // network programming: 520 ms and 420 ms after the changes were first seen
+    // network programming: 720 ms and 470 ms after the changes were triggered; the IPv6 one is
+    // not this proxy's family
     expect(value(families, 'kubeproxy_network_programming_duration_seconds_count', v4)).toBe(2);
-    expect(value(families, 'kubeproxy_network_programming_duration_seconds_sum', v4)).toBeCloseTo(0.94, 9);
+    expect(value(families, 'kubeproxy_network_programming_duration_seconds_sum', v4)).toBeCloseTo(1.19, 9);
     expect(
       value(families, 'kubeproxy_network_programming_duration_seconds_bucket', { ...v4, le: '0.25' }),
     ).toBe(0);
@@ -267,6 +274,17 @@ describe('metrics over HTTP', () => {
     expect(value(families, 'kubeproxy_network_programming_duration_seconds_bucket', { ...v4, le: '1' })).toBe(
       2,
     );
+    expect(() =>
+      value(families, 'kubeproxy_network_programming_duration_seconds_count', { ip_family: 'IPv6' }),
+    ).toThrow('no sample');
+    // Switchboard's own share: 520 ms and 420 ms after the changes were first seen
+    const firstSeen = 'switchboard_network_programming_first_seen_duration_seconds';
+    expect(families.get(firstSeen)?.type).toBe('histogram');
+    expect(value(families, `${firstSeen}_count`, v4)).toBe(2);
+    expect(value(families, `${firstSeen}_sum`, v4)).toBeCloseTo(0.94, 9);
+    expect(value(families, `${firstSeen}_bucket`, { ...v4, le: '0.256' })).toBe(0);
+    expect(value(families, `${firstSeen}_bucket`, { ...v4, le: '0.512' })).toBe(1);
+    expect(value(families, `${firstSeen}_bucket`, { ...v4, le: '1.024' })).toBe(2);
     // queued: the last one was after the full sync; the failed sync leaves its change pending
     expect(value(families, 'kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds', v4)).toBe(
       (fullEndMs + 1000) / 1000,
@@ -299,6 +317,34 @@ describe('metrics over HTTP', () => {
     expect(value(families, 'kubeproxy_sync_proxy_rules_service_changes_pending')).toBe(0);
     expect(value(families, 'kubeproxy_sync_proxy_rules_endpoint_changes_pending')).toBe(0);
     expect(value(families, 'kubeproxy_sync_proxy_rules_service_changes_total')).toBe(2);
+  });
+
+  it("observes network programming per family, only for families whose sync succeeded (kube-proxy's rule)", async () => {
+    const dual = new MetricsObserver(metrics, { families: ['IPv4', 'IPv6'], clock });
+    const startedAtMs = clock.now();
+    const triggerTimes = [
+      { serviceKey: 'ns/a', family: 'IPv4' as const, atMs: startedAtMs - 1500 },
+      { serviceKey: 'ns/a', family: 'IPv4' as const, atMs: startedAtMs - 300 },
+      { serviceKey: 'ns/b', family: 'IPv6' as const, atMs: startedAtMs - 2500 },
+    ];
+    // IPv6's backend failed: its trigger time is dropped, not carried to a later sync.
+    dual.synced(
+      syncReport({
+        ok: false,
+        startedAtMs,
+        durationMs: 100,
+        results: [backendResult({ family: 'IPv4' })],
+        triggerTimes,
+      }),
+    );
+    dual.synced(syncReport({ ok: true, startedAtMs: startedAtMs + 5000, durationMs: 100 }));
+    const families = parseExposition((await httpGet(metricsPort, '/metrics')).body);
+    const name = 'kubeproxy_network_programming_duration_seconds';
+    expect(value(families, `${name}_count`, { ip_family: 'IPv4' })).toBe(2);
+    expect(value(families, `${name}_sum`, { ip_family: 'IPv4' })).toBeCloseTo(1.6 + 0.4, 9);
+    expect(value(families, `${name}_bucket`, { ip_family: 'IPv4', le: '0.5' })).toBe(1);
+    expect(value(families, `${name}_bucket`, { ip_family: 'IPv4', le: '2' })).toBe(2);
+    expect(() => value(families, `${name}_count`, { ip_family: 'IPv6' })).toThrow('no sample');
   });
 
   it('keeps per-family series apart in dual-stack', async () => {

@@ -78,7 +78,7 @@ describe('diffObjects', () => {
       { type: 'add', kind: 'Node', object: { metadata: { name: 'a' } } },
     ]);
     expect([...keyed.keys()]).toEqual(['Service/default/a', 'Node//a']);
-    expect(keyed.get('Service/default/a')!.json).toContain('"v":2');
+    expect(keyed.get('Service/default/a')!.object).toMatchObject({ spec: { v: 2 } });
   });
 });
 
