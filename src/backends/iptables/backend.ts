@@ -5,8 +5,11 @@
  * It keeps what it needs to make partial syncs cheap and safe:
  * - the render context, rebuilt only when the node's addresses or CIDRs change it (the
  *   renderer caches per-service rules by the context object's identity);
- * - the service chains that exist: read from `iptables-save -t nat` on full syncs only,
- *   then tracked from what each successful restore left in place;
+ * - the service chains that exist: read on full syncs only, then tracked from what each
+ *   successful restore left in place. A full sync reads every table once (`iptables-save`)
+ *   and writes only the chains whose rules differ from the render (kernel-diff.ts), so a
+ *   restart over its own rules or a takeover from kube-proxy's writes (almost) nothing;
+ *   the same read tells which jump rules and canaries are missing;
  * - the rules of the fixed chains (KUBE-SERVICES, KUBE-FORWARD, ...) as last written:
  *   a partial sync that applies changes leaves out a fixed chain whose rules did not
  *   change, and `--noflush` keeps the kernel's copy. kube-proxy rewrites them on every
@@ -18,7 +21,7 @@ import type { HostFacts } from '../../config/host.js';
 import { type Backend, detectBackend, readIptablesVersion, waitFlags } from '../../kernel/backend.js';
 import type { CommandRunner } from '../../kernel/exec.js';
 import { probeHostFacts } from '../../kernel/host-probe.js';
-import { Iptables, listChains, RestoreError } from '../../kernel/iptables.js';
+import { Iptables, RestoreError } from '../../kernel/iptables.js';
 import { ensureSysctl, ROUTE_LOCALNET } from '../../kernel/sysctl.js';
 import type { Logger } from '../../log.js';
 import type { IPFamily } from '../../model/ip.js';
@@ -28,6 +31,7 @@ import { isServiceChain } from './chain-names.js';
 import { type ChunkingOptions, DEFAULT_CHUNKING, planTransactions } from './chunking.js';
 import { buildRenderContext, type IptablesOptions, type RenderContext } from './context.js';
 import { canaryExists, ensureCanaries, ensureJumpRules } from './jump-rules.js';
+import { dropChainsTheKernelHolds, parseSavedTables, type SavedTables } from './kernel-diff.js';
 import { FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
 import { formatRestore, type RestoreTable, type TableName } from './restore-text.js';
 
@@ -67,6 +71,13 @@ export function dropUnchangedFixedChains(table: RestoreTable, lastWritten: Fixed
     }
   }
   return dropped;
+}
+
+/** The service chains (KUBE-SVC-..., KUBE-SEP-...) in the nat table read. */
+function serviceChainsIn(saved: SavedTables): Set<string> {
+  const out = new Set<string>();
+  for (const chain of saved.get('nat')?.keys() ?? []) if (isServiceChain(chain)) out.add(chain);
+  return out;
 }
 
 function isEmpty(table: RestoreTable): boolean {
@@ -156,10 +167,12 @@ export class IptablesBackend implements ProxyBackend {
       full ||= upgrade.length > 0;
 
       let existing: ReadonlySet<string>;
+      let saved: SavedTables | null = null;
       if (full) {
-        await this.prepareFullSync(ctx);
-        const saved = await this.iptables.save(this.family, 'nat');
-        existing = new Set(listChains(saved, 'nat').filter(isServiceChain));
+        // One read of every table: what to write is what differs from it (spec §17).
+        saved = parseSavedTables(await this.iptables.save(this.family));
+        await this.prepareFullSync(ctx, saved);
+        existing = serviceChainsIn(saved);
       } else {
         existing = this.chains!;
       }
@@ -170,6 +183,11 @@ export class IptablesBackend implements ProxyBackend {
         existingChains: existing,
       });
       const written = fixedChainContents([render.filter, render.nat]);
+      // A full sync leaves out every chain the kernel already holds as rendered.
+      const kernelHeld = saved
+        ? dropChainsTheKernelHolds(render.filter, saved, this.family) +
+          dropChainsTheKernelHolds(render.nat, saved, this.family)
+        : 0;
       // Only a sync that carries changes skips unchanged fixed chains: the periodic sync with
       // nothing to change rewrites them, so a chain someone flushed by hand is repaired within
       // syncPeriod, as with kube-proxy, while churn stays cheap.
@@ -188,6 +206,7 @@ export class IptablesBackend implements ProxyBackend {
         changedServices: request.changedServices.size,
         staleChains: render.staleChains.length,
         unchangedFixedChains: skipped,
+        ...(saved ? { chainsAlreadyInKernel: kernelHeld } : {}),
       };
       if (full) this.log.info({ ...summary, upgradedBecause: upgrade }, 'iptables sync done');
       else this.log.debug(summary, 'iptables sync done');
@@ -234,10 +253,10 @@ export class IptablesBackend implements ProxyBackend {
     return { ctx, changed };
   }
 
-  private async prepareFullSync(ctx: RenderContext): Promise<void> {
-    const added = await ensureJumpRules(this.iptables, this.family);
+  private async prepareFullSync(ctx: RenderContext, saved: SavedTables): Promise<void> {
+    const added = await ensureJumpRules(this.iptables, this.family, saved);
     if (added > 0) this.log.info({ added }, 'added missing jump rules from the built-in chains');
-    await ensureCanaries(this.iptables, this.family);
+    await ensureCanaries(this.iptables, this.family, saved);
     this.canariesMade = true;
     // spec §13: NodePorts on 127.0.0.1 need martian-source routing of loopback addresses.
     if (ctx.family === 'IPv4' && ctx.localhostNodePorts) {

@@ -11,6 +11,8 @@ import type { CommandRunner } from '../../kernel/exec.js';
 import { CommandError } from '../../kernel/exec.js';
 import type { Iptables } from '../../kernel/iptables.js';
 import type { IPFamily } from '../../model/ip.js';
+import { type SavedTables, savedRuleLines } from './kernel-diff.js';
+import { savedForm } from './saved-form.js';
 
 export interface JumpRule {
   table: 'filter' | 'nat';
@@ -60,23 +62,69 @@ export const JUMP_RULES: readonly JumpRule[] = [
 export const CANARY_CHAIN = 'KUBE-PROXY-CANARY';
 export const CANARY_TABLES = ['mangle', 'nat', 'filter'] as const;
 
+/** The rule as an `-A` line of restore input (arguments with spaces quoted). */
+export function jumpRuleLine(rule: JumpRule): string {
+  const args = rule.args.map((a) => (/^[^\s"\\']+$/.test(a) ? a : `"${a}"`));
+  return `-A ${rule.from} ${args.join(' ')}`;
+}
+
+/** Whether iptables-save output (parsed) shows the rule in its chain; false when unsure. */
+function savedHasRule(saved: SavedTables, rule: JumpRule, family: IPFamily): boolean {
+  const chain = saved.get(rule.table)?.get(rule.from);
+  const form = savedForm(jumpRuleLine(rule), family);
+  return chain !== undefined && form !== null && savedRuleLines(chain).includes(form);
+}
+
+/** Records a chain just created (empty) in what was read, so later comparisons see it. */
+function noteCreated(saved: SavedTables | undefined, table: string, chain: string): void {
+  if (!saved) return;
+  let chains = saved.get(table);
+  if (!chains) {
+    chains = new Map();
+    saved.set(table, chains);
+  }
+  if (!chains.has(chain)) chains.set(chain, { builtin: false, rules: '', count: 0 });
+}
+
 /**
  * Creates each target chain if missing (a jump to a missing chain is refused), then
  * prepends each jump rule that is not there. Returns how many rules it added.
+ *
+ * With `saved` (the kernel's state, just read with iptables-save) it runs commands only for
+ * what is missing there (a rule still gets its `-C` first), and records the chains it
+ * creates in `saved`; without it, it checks every chain and rule with the tools.
  */
-export async function ensureJumpRules(iptables: Iptables, family: IPFamily): Promise<number> {
+export async function ensureJumpRules(
+  iptables: Iptables,
+  family: IPFamily,
+  saved?: SavedTables,
+): Promise<number> {
   let added = 0;
   for (const rule of JUMP_RULES) {
-    await iptables.ensureChain(family, rule.table, rule.to);
+    if (!saved?.get(rule.table)?.has(rule.to)) {
+      await iptables.ensureChain(family, rule.table, rule.to);
+      noteCreated(saved, rule.table, rule.to);
+    }
+    // Missing from what was read: still asked with -C before adding, so a rule printed
+    // other than we derive is never added twice.
+    if (saved && savedHasRule(saved, rule, family)) continue;
     const existed = await iptables.ensureRule(family, 'prepend', rule.table, rule.from, rule.args);
     if (!existed) added++;
   }
   return added;
 }
 
-/** Creates KUBE-PROXY-CANARY in mangle, nat and filter where missing. */
-export async function ensureCanaries(iptables: Iptables, family: IPFamily): Promise<void> {
-  for (const table of CANARY_TABLES) await iptables.ensureChain(family, table, CANARY_CHAIN);
+/** Creates KUBE-PROXY-CANARY in mangle, nat and filter where missing (per `saved`, when given). */
+export async function ensureCanaries(
+  iptables: Iptables,
+  family: IPFamily,
+  saved?: SavedTables,
+): Promise<void> {
+  for (const table of CANARY_TABLES) {
+    if (saved?.get(table)?.has(CANARY_CHAIN)) continue;
+    await iptables.ensureChain(family, table, CANARY_CHAIN);
+    noteCreated(saved, table, CANARY_CHAIN);
+  }
 }
 
 /**
