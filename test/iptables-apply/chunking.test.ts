@@ -7,12 +7,13 @@ import { describe, expect, it } from 'vitest';
 import { isServiceChain } from '../../src/backends/iptables/chain-names.js';
 import {
   type ChunkingOptions,
+  formatTransaction,
   planTransactions,
   serviceChainGroups,
 } from '../../src/backends/iptables/chunking.js';
 import { buildRenderContext } from '../../src/backends/iptables/context.js';
 import { renderIptables } from '../../src/backends/iptables/render.js';
-import type { RestoreTable } from '../../src/backends/iptables/restore-text.js';
+import { formatRestore, parseRestore, type RestoreTable } from '../../src/backends/iptables/restore-text.js';
 import { ClusterSim, testOptions } from './cluster-sim.js';
 
 type Kernel = Map<string, Map<string, readonly string[]>>;
@@ -25,6 +26,13 @@ function applyModel(kernel: Kernel, tables: readonly RestoreTable[]): void {
       kernel.set(t.name, chains);
     }
     for (const [c, rules] of t.chains) chains.set(c, rules);
+    // Commands: rules appended to chains the input does not declare.
+    for (const rule of t.commands ?? []) {
+      const chain = rule.split(' ')[1]!;
+      expect(rule.startsWith('-A '), rule).toBe(true);
+      expect(chains.has(chain), `${rule}: appended to a missing chain`).toBe(true);
+      chains.set(chain, [...chains.get(chain)!, rule]);
+    }
     for (const c of t.deleted) chains.delete(c);
   }
 }
@@ -80,7 +88,7 @@ const OPTIONS: ChunkingOptions = { threshold: 10, batchServicePorts: 7, batchRul
 describe('planTransactions', () => {
   it('keeps a sync at or below the threshold in one transaction', () => {
     const r = renderIptables(cluster(10).snapshot(), ctx);
-    const plan = planTransactions(r.filter, r.nat, 10, OPTIONS);
+    const plan = planTransactions(r.filter, r.nat, OPTIONS);
     expect(plan.precreate).toEqual([]);
     expect(plan.transactions).toEqual([[r.filter, r.nat]]);
   });
@@ -94,7 +102,7 @@ describe('planTransactions', () => {
       existingChains: before.activeChains,
     });
     expect(r.staleChains.length).toBeGreaterThan(0);
-    const plan = planTransactions(r.filter, r.nat, snap.servicePorts.length, OPTIONS);
+    const plan = planTransactions(r.filter, r.nat, OPTIONS);
     const early = plan.transactions.slice(0, -1);
     const last = plan.transactions.at(-1)!;
 
@@ -150,7 +158,8 @@ describe('planTransactions', () => {
         fc.integer({ min: 1, max: 20 }),
         fc.integer({ min: 5, max: 400 }),
         fc.boolean(),
-        (services, seed, batchServicePorts, batchRules, fromOld) => {
+        fc.boolean(),
+        (services, seed, batchServicePorts, batchRules, fromOld, append) => {
           const kernel: Kernel = new Map();
           let existing: Set<string> | null = null;
           if (fromOld) {
@@ -165,7 +174,18 @@ describe('planTransactions', () => {
             existingChains: existing,
           });
           const options = { threshold: 10, batchServicePorts, batchRules };
-          const plan = planTransactions(r.filter, r.nat, snap.servicePorts.length, options);
+          // From empty, the entry chains may be filled by appending (nothing jumps to them).
+          const kernelNat = new Set(kernel.get('nat')?.keys() ?? []);
+          const plan = planTransactions(r.filter, r.nat, options, {
+            nat: kernelNat,
+            appendEntryChains: append && !fromOld,
+          });
+          if (append && !fromOld) {
+            expect(plan.transactions.at(-1)![1]!.chains.has('KUBE-SERVICES')).toBe(false);
+            expect(plan.transactions.slice(0, -1).some((tx) => (tx[0]!.commands ?? []).length > 0)).toBe(
+              true,
+            );
+          }
           for (const { table, chain } of plan.precreate) {
             let chains = kernel.get(table);
             if (!chains) {
@@ -193,6 +213,54 @@ describe('planTransactions', () => {
 
   it('rejects batch sizes below 1', () => {
     const r = renderIptables(cluster(12).snapshot(), ctx);
-    expect(() => planTransactions(r.filter, r.nat, 12, { ...OPTIONS, batchServicePorts: 0 })).toThrow(/>= 1/);
+    expect(() => planTransactions(r.filter, r.nat, { ...OPTIONS, batchServicePorts: 0 })).toThrow(/>= 1/);
+  });
+});
+
+describe('formatTransaction', () => {
+  it('writes the same chains, rules and deletions as the canonical text, each chain declared before any jump to it', () => {
+    const before = renderIptables(cluster(30, 3).snapshot(), ctx);
+    const r = renderIptables(cluster(30).snapshot(), ctx, {
+      full: true,
+      changedServices: new Set(),
+      existingChains: before.activeChains,
+    });
+    r.nat.commands = ['-A KUBE-SERVICES -m comment --comment x -j KUBE-MARK-MASQ'];
+    const text = formatTransaction([r.nat, r.filter], r.ruleTexts);
+    const canonical = parseRestore(formatRestore([r.filter, r.nat], r.ruleTexts));
+    const laidOut = parseRestore(text);
+    expect(laidOut.map((t) => t.name)).toEqual(['filter', 'nat']);
+    for (const [i, t] of laidOut.entries()) {
+      const c = canonical[i]!;
+      expect(new Map([...t.chains].sort())).toEqual(new Map([...c.chains].sort()));
+      expect(t.deleted).toEqual(c.deleted);
+    }
+    const declaredAt = new Map<string, number>();
+    let section = '';
+    text.split('\n').forEach((line, n) => {
+      if (line.startsWith('*')) {
+        declaredAt.clear();
+        section = text.slice(text.indexOf(line)).split('COMMIT')[0]!;
+      }
+      if (line.startsWith(':')) {
+        const chain = line.slice(1).split(' ')[0]!;
+        expect(declaredAt.has(chain), `${chain} declared twice`).toBe(false);
+        declaredAt.set(chain, n);
+      }
+      const target = / -j (KUBE-[A-Z0-9-]+)/.exec(line)?.[1];
+      if (target && section.includes(`:${target} `)) {
+        expect(declaredAt.has(target), `${line}: ${target} declared after`).toBe(true);
+      }
+    });
+    // The entry chains' rules come first in the nat section; the SEP chains in descending order.
+    const nat = text.slice(text.indexOf('*nat'));
+    const ruleChains = [...nat.matchAll(/^-A (\S+)/gm)].map((m) => m[1]!);
+    const entries = r.nat.chains.get('KUBE-NODEPORTS')!.length + r.nat.chains.get('KUBE-SERVICES')!.length;
+    expect(new Set(ruleChains.slice(0, entries))).toEqual(new Set(['KUBE-NODEPORTS', 'KUBE-SERVICES']));
+    const seps = [...nat.matchAll(/^:(KUBE-SEP-\S+)/gm)].map((m) => m[1]!);
+    expect(seps.length).toBeGreaterThan(1);
+    expect(seps).toEqual([...seps].sort().reverse());
+    // The commands come after every chain's rules.
+    expect(text.indexOf('--comment x')).toBeGreaterThan(text.lastIndexOf(':KUBE-'));
   });
 });

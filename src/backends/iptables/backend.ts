@@ -28,12 +28,32 @@ import type { IPFamily } from '../../model/ip.js';
 import type { NodeInfo, Snapshot } from '../../model/types.js';
 import type { BackendSyncResult, ProxyBackend, SyncRequest } from '../../sync/backend.js';
 import { isServiceChain } from './chain-names.js';
-import { type ChunkingOptions, DEFAULT_CHUNKING, planTransactions } from './chunking.js';
+import {
+  type ChunkingOptions,
+  DEFAULT_CHUNKING,
+  ENTRY_CHAINS,
+  formatTransaction,
+  jumpTarget,
+  type KernelChains,
+  planTransactions,
+  type TransactionPlan,
+} from './chunking.js';
 import { buildRenderContext, type IptablesOptions, type RenderContext } from './context.js';
-import { canaryExists, ensureCanaries, ensureJumpRules } from './jump-rules.js';
-import { dropChainsTheKernelHolds, parseSavedTables, type SavedTables } from './kernel-diff.js';
+import {
+  canaryExists,
+  ensureCanaries,
+  ensureJumpTargets,
+  jumpRuleInsert,
+  missingJumpRules,
+} from './jump-rules.js';
+import {
+  dropChainsTheKernelHolds,
+  parseSavedTables,
+  type SavedTables,
+  savedRuleLines,
+} from './kernel-diff.js';
 import { FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
-import { formatRestore, type RestoreTable, type TableName } from './restore-text.js';
+import type { RestoreTable, TableName } from './restore-text.js';
 
 /** Fixed chains' rules as written, keyed `<table> <chain>`. */
 export type FixedChainContents = Map<string, readonly string[]>;
@@ -81,13 +101,47 @@ function serviceChainsIn(saved: SavedTables): Set<string> {
 }
 
 function isEmpty(table: RestoreTable): boolean {
-  return table.chains.size === 0 && table.deleted.length === 0;
+  return table.chains.size === 0 && table.deleted.length === 0 && (table.commands?.length ?? 0) === 0;
+}
+
+/**
+ * What the transaction plan needs to know of the kernel: its nat chains, and whether the
+ * entry chains may be filled by appending (empty, and nothing jumps to them yet).
+ */
+function kernelChains(saved: SavedTables): KernelChains {
+  const nat = saved.get('nat') ?? new Map();
+  const entries = new Set<string>(ENTRY_CHAINS);
+  let appendEntryChains = ENTRY_CHAINS.every((c) => (nat.get(c)?.count ?? 0) === 0);
+  for (const [name, chain] of nat) {
+    if (!appendEntryChains) break;
+    if (entries.has(name) || chain.count === 0) continue;
+    for (const rule of savedRuleLines(chain)) {
+      const target = jumpTarget(rule);
+      if (target !== undefined && entries.has(target)) {
+        appendEntryChains = false;
+        break;
+      }
+    }
+  }
+  return { nat: new Set(nat.keys()), appendEntryChains };
 }
 
 function countLines(text: string): number {
   let n = 0;
   for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
   return n;
+}
+
+/** Wall time of a sync's phases, for the sync log. */
+class PhaseTimer {
+  readonly laps: Record<string, number> = {};
+  private last = performance.now();
+
+  lap(name: string): void {
+    const now = performance.now();
+    this.laps[name] = Math.round(now - this.last);
+    this.last = now;
+  }
 }
 
 /** A sync that failed; the kernel keeps what it had (each restore is atomic). */
@@ -168,10 +222,13 @@ export class IptablesBackend implements ProxyBackend {
 
       let existing: ReadonlySet<string>;
       let saved: SavedTables | null = null;
+      const phases = new PhaseTimer();
       if (full) {
         // One read of every table: what to write is what differs from it (spec §17).
         saved = parseSavedTables(await this.iptables.save(this.family));
+        phases.lap('read');
         await this.prepareFullSync(ctx, saved);
+        phases.lap('prepare');
         existing = serviceChainsIn(saved);
       } else {
         existing = this.chains!;
@@ -182,17 +239,20 @@ export class IptablesBackend implements ProxyBackend {
         changedServices: request.changedServices,
         existingChains: existing,
       });
+      phases.lap('render');
       const written = fixedChainContents([render.filter, render.nat]);
       // A full sync leaves out every chain the kernel already holds as rendered.
       const kernelHeld = saved
         ? dropChainsTheKernelHolds(render.filter, saved, this.family) +
           dropChainsTheKernelHolds(render.nat, saved, this.family)
         : 0;
+      if (saved) phases.lap('compare');
       // Only a sync that carries changes skips unchanged fixed chains: the periodic sync with
       // nothing to change rewrites them, so a chain someone flushed by hand is repaired within
       // syncPeriod, as with kube-proxy, while churn stays cheap.
       const skipped = full || request.changedServices.size === 0 ? [] : this.skipUnchangedFixedChains(render);
-      const restoreLines = await this.apply(render, full, snapshot.servicePorts.length);
+      const restoreLines = await this.apply(render, saved);
+      phases.lap('write');
 
       this.chains = render.activeChains;
       this.lastFixed = written;
@@ -207,6 +267,7 @@ export class IptablesBackend implements ProxyBackend {
         staleChains: render.staleChains.length,
         unchangedFixedChains: skipped,
         ...(saved ? { chainsAlreadyInKernel: kernelHeld } : {}),
+        phasesMs: phases.laps,
       };
       if (full) this.log.info({ ...summary, upgradedBecause: upgrade }, 'iptables sync done');
       else this.log.debug(summary, 'iptables sync done');
@@ -253,9 +314,14 @@ export class IptablesBackend implements ProxyBackend {
     return { ctx, changed };
   }
 
+  /**
+   * What a full sync makes sure of besides the restore input (spec §16). The chains the
+   * jump rules target are created here; the missing jump rules themselves are inserted by
+   * the last restore transaction (so on a fresh node nothing is reachable, and validated by
+   * nf_tables on each commit, until everything is written).
+   */
   private async prepareFullSync(ctx: RenderContext, saved: SavedTables): Promise<void> {
-    const added = await ensureJumpRules(this.iptables, this.family, saved);
-    if (added > 0) this.log.info({ added }, 'added missing jump rules from the built-in chains');
+    await ensureJumpTargets(this.iptables, this.family, saved);
     await ensureCanaries(this.iptables, this.family, saved);
     this.canariesMade = true;
     // spec §13: NodePorts on 127.0.0.1 need martian-source routing of loopback addresses.
@@ -271,18 +337,32 @@ export class IptablesBackend implements ProxyBackend {
     ];
   }
 
-  /** Writes the render; returns the restore lines written (0 when there was nothing to do). */
-  private async apply(render: IptablesRender, full: boolean, servicePorts: number): Promise<number> {
-    const plan = full
-      ? planTransactions(render.filter, render.nat, servicePorts, this.chunking)
-      : { precreate: [], transactions: [[render.filter, render.nat]] };
+  /**
+   * Writes the render (a full sync: what differs from `saved`, the kernel's state as read,
+   * and the missing jump rules); returns the restore lines written (0 when there was
+   * nothing to do).
+   */
+  private async apply(render: IptablesRender, saved: SavedTables | null): Promise<number> {
+    let plan: TransactionPlan = { precreate: [], transactions: [[render.filter, render.nat]] };
+    if (saved) {
+      plan = planTransactions(render.filter, render.nat, this.chunking, kernelChains(saved));
+      const jumps = missingJumpRules(saved, this.family);
+      if (jumps.length > 0) {
+        const last = plan.transactions.at(-1)!;
+        for (const table of last) {
+          const inserts = jumps.filter((j) => j.table === table.name).map(jumpRuleInsert);
+          if (inserts.length > 0) table.commands = [...(table.commands ?? []), ...inserts];
+        }
+        this.log.info({ added: jumps.length }, 'adding missing jump rules from the built-in chains');
+      }
+    }
     for (const { table, chain } of plan.precreate) await this.iptables.ensureChain(this.family, table, chain);
     let lines = 0;
     const total = plan.transactions.length;
     for (const [i, tables] of plan.transactions.entries()) {
       const nonEmpty = tables.filter((t) => !isEmpty(t));
       if (nonEmpty.length === 0) continue;
-      const text = formatRestore(nonEmpty, render.ruleTexts);
+      const text = formatTransaction(nonEmpty, render.ruleTexts);
       try {
         await this.iptables.restore(this.family, text);
       } catch (e) {

@@ -68,8 +68,39 @@ export function jumpRuleLine(rule: JumpRule): string {
   return `-A ${rule.from} ${args.join(' ')}`;
 }
 
+/**
+ * The rule as a restore-input command that prepends it (`-I FROM 1 ...`): inserting the
+ * missing ones in JUMP_RULES order, each at the top, gives what ensureJumpRules gives.
+ */
+export function jumpRuleInsert(rule: JumpRule): string {
+  return `-I ${rule.from} 1${jumpRuleLine(rule).slice(`-A ${rule.from}`.length)}`;
+}
+
+/**
+ * The jump rules missing from the kernel's state as read (parsed iptables-save output), in
+ * JUMP_RULES order. Exact: every rule here is in the saved-form vocabulary (checked against
+ * the real tools by test/kernel/jump-rules-saved.test.ts), so a rule that is there is
+ * never reported missing.
+ */
+export function missingJumpRules(saved: SavedTables, family: IPFamily): JumpRule[] {
+  return JUMP_RULES.filter((rule) => !savedHasRule(saved, rule, family));
+}
+
+/** Creates, where the kernel's state (as read) lacks them, the chains the jump rules target. */
+export async function ensureJumpTargets(
+  iptables: Iptables,
+  family: IPFamily,
+  saved: SavedTables,
+): Promise<void> {
+  for (const rule of JUMP_RULES) {
+    if (saved.get(rule.table)?.has(rule.to)) continue;
+    await iptables.ensureChain(family, rule.table, rule.to);
+    noteCreated(saved, rule.table, rule.to);
+  }
+}
+
 /** Whether iptables-save output (parsed) shows the rule in its chain; false when unsure. */
-function savedHasRule(saved: SavedTables, rule: JumpRule, family: IPFamily): boolean {
+export function savedHasRule(saved: SavedTables, rule: JumpRule, family: IPFamily): boolean {
   const chain = saved.get(rule.table)?.get(rule.from);
   const form = savedForm(jumpRuleLine(rule), family);
   return chain !== undefined && form !== null && savedRuleLines(chain).includes(form);
@@ -89,25 +120,11 @@ function noteCreated(saved: SavedTables | undefined, table: string, chain: strin
 /**
  * Creates each target chain if missing (a jump to a missing chain is refused), then
  * prepends each jump rule that is not there. Returns how many rules it added.
- *
- * With `saved` (the kernel's state, just read with iptables-save) it runs commands only for
- * what is missing there (a rule still gets its `-C` first), and records the chains it
- * creates in `saved`; without it, it checks every chain and rule with the tools.
  */
-export async function ensureJumpRules(
-  iptables: Iptables,
-  family: IPFamily,
-  saved?: SavedTables,
-): Promise<number> {
+export async function ensureJumpRules(iptables: Iptables, family: IPFamily): Promise<number> {
   let added = 0;
   for (const rule of JUMP_RULES) {
-    if (!saved?.get(rule.table)?.has(rule.to)) {
-      await iptables.ensureChain(family, rule.table, rule.to);
-      noteCreated(saved, rule.table, rule.to);
-    }
-    // Missing from what was read: still asked with -C before adding, so a rule printed
-    // other than we derive is never added twice.
-    if (saved && savedHasRule(saved, rule, family)) continue;
+    await iptables.ensureChain(family, rule.table, rule.to);
     const existed = await iptables.ensureRule(family, 'prepend', rule.table, rule.from, rule.args);
     if (!existed) added++;
   }
