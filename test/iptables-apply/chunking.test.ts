@@ -7,13 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { isServiceChain } from '../../src/backends/iptables/chain-names.js';
 import {
   type ChunkingOptions,
-  formatTransaction,
   planTransactions,
   serviceChainGroups,
 } from '../../src/backends/iptables/chunking.js';
 import { buildRenderContext } from '../../src/backends/iptables/context.js';
 import { renderIptables } from '../../src/backends/iptables/render.js';
-import { formatRestore, parseRestore, type RestoreTable } from '../../src/backends/iptables/restore-text.js';
+import type { RestoreTable } from '../../src/backends/iptables/restore-text.js';
 import { ClusterSim, testOptions } from './cluster-sim.js';
 
 type Kernel = Map<string, Map<string, readonly string[]>>;
@@ -214,53 +213,5 @@ describe('planTransactions', () => {
   it('rejects batch sizes below 1', () => {
     const r = renderIptables(cluster(12).snapshot(), ctx);
     expect(() => planTransactions(r.filter, r.nat, { ...OPTIONS, batchServicePorts: 0 })).toThrow(/>= 1/);
-  });
-});
-
-describe('formatTransaction', () => {
-  it('writes the same chains, rules and deletions as the canonical text, each chain declared before any jump to it', () => {
-    const before = renderIptables(cluster(30, 3).snapshot(), ctx);
-    const r = renderIptables(cluster(30).snapshot(), ctx, {
-      full: true,
-      changedServices: new Set(),
-      existingChains: before.activeChains,
-    });
-    r.nat.commands = ['-A KUBE-SERVICES -m comment --comment x -j KUBE-MARK-MASQ'];
-    const text = formatTransaction([r.nat, r.filter], r.ruleTexts);
-    const canonical = parseRestore(formatRestore([r.filter, r.nat], r.ruleTexts));
-    const laidOut = parseRestore(text);
-    expect(laidOut.map((t) => t.name)).toEqual(['filter', 'nat']);
-    for (const [i, t] of laidOut.entries()) {
-      const c = canonical[i]!;
-      expect(new Map([...t.chains].sort())).toEqual(new Map([...c.chains].sort()));
-      expect(t.deleted).toEqual(c.deleted);
-    }
-    const declaredAt = new Map<string, number>();
-    let section = '';
-    text.split('\n').forEach((line, n) => {
-      if (line.startsWith('*')) {
-        declaredAt.clear();
-        section = text.slice(text.indexOf(line)).split('COMMIT')[0]!;
-      }
-      if (line.startsWith(':')) {
-        const chain = line.slice(1).split(' ')[0]!;
-        expect(declaredAt.has(chain), `${chain} declared twice`).toBe(false);
-        declaredAt.set(chain, n);
-      }
-      const target = / -j (KUBE-[A-Z0-9-]+)/.exec(line)?.[1];
-      if (target && section.includes(`:${target} `)) {
-        expect(declaredAt.has(target), `${line}: ${target} declared after`).toBe(true);
-      }
-    });
-    // The entry chains' rules come first in the nat section; the SEP chains in descending order.
-    const nat = text.slice(text.indexOf('*nat'));
-    const ruleChains = [...nat.matchAll(/^-A (\S+)/gm)].map((m) => m[1]!);
-    const entries = r.nat.chains.get('KUBE-NODEPORTS')!.length + r.nat.chains.get('KUBE-SERVICES')!.length;
-    expect(new Set(ruleChains.slice(0, entries))).toEqual(new Set(['KUBE-NODEPORTS', 'KUBE-SERVICES']));
-    const seps = [...nat.matchAll(/^:(KUBE-SEP-\S+)/gm)].map((m) => m[1]!);
-    expect(seps.length).toBeGreaterThan(1);
-    expect(seps).toEqual([...seps].sort().reverse());
-    // The commands come after every chain's rules.
-    expect(text.indexOf('--comment x')).toBeGreaterThan(text.lastIndexOf(':KUBE-'));
   });
 });

@@ -32,7 +32,6 @@ import {
   type ChunkingOptions,
   DEFAULT_CHUNKING,
   ENTRY_CHAINS,
-  formatTransaction,
   jumpTarget,
   type KernelChains,
   planTransactions,
@@ -53,7 +52,7 @@ import {
   savedRuleLines,
 } from './kernel-diff.js';
 import { FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
-import type { RestoreTable, TableName } from './restore-text.js';
+import { formatRestore, type RestoreTable, type TableName } from './restore-text.js';
 
 /** Fixed chains' rules as written, keyed `<table> <chain>`. */
 export type FixedChainContents = Map<string, readonly string[]>;
@@ -362,7 +361,7 @@ export class IptablesBackend implements ProxyBackend {
     for (const [i, tables] of plan.transactions.entries()) {
       const nonEmpty = tables.filter((t) => !isEmpty(t));
       if (nonEmpty.length === 0) continue;
-      const text = formatTransaction(nonEmpty, render.ruleTexts);
+      const text = formatRestore(nonEmpty, render.ruleTexts);
       try {
         await this.iptables.restore(this.family, text);
       } catch (e) {
