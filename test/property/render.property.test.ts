@@ -78,6 +78,7 @@ describe('renderIptables invariants over random clusters', () => {
           expect(render.staleChains).toEqual([]);
           // the declared service chains are exactly the active ones
           const p = readText(render.text);
+          expect(render.stats.restoreLines).toBe(render.text.split('\n').length - 1);
           const declaredService = p.declared.nat!.filter((c) => !isFixedChain('nat', c));
           expect(new Set(declaredService)).toEqual(render.activeChains);
         }

@@ -100,6 +100,16 @@ export function formatRestore(
   return out.join('\n');
 }
 
+/** The lines formatRestore writes for these tables, without writing them. */
+export function restoreLineCount(tables: readonly RestoreTable[]): number {
+  let n = 0;
+  for (const table of tables) {
+    n += 2 + table.chains.size + table.deleted.length + (table.commands?.length ?? 0); // *table, COMMIT
+    for (const rules of table.chains.values()) n += rules.length;
+  }
+  return n;
+}
+
 export class RestoreParseError extends Error {}
 
 /** A table while it is parsed: its rule lists still grow. */
