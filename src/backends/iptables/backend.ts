@@ -51,7 +51,7 @@ import {
   type SavedTables,
   savedRuleLines,
 } from './kernel-diff.js';
-import { FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
+import { addStaleChains, FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
 import { formatRestore, type RestoreTable, type TableName } from './restore-text.js';
 
 /** Fixed chains' rules as written, keyed `<table> <chain>`. */
@@ -219,26 +219,26 @@ export class IptablesBackend implements ProxyBackend {
       if (!full && changed) upgrade.push('node addresses or CIDRs changed the rules');
       full ||= upgrade.length > 0;
 
-      let existing: ReadonlySet<string>;
       let saved: SavedTables | null = null;
       const phases = new PhaseTimer();
-      if (full) {
-        // One read of every table: what to write is what differs from it (spec §17).
-        saved = parseSavedTables(await this.iptables.save(this.family));
-        phases.lap('read');
-        await this.prepareFullSync(ctx, saved);
-        phases.lap('prepare');
-        existing = serviceChainsIn(saved);
-      } else {
-        existing = this.chains!;
-      }
-
+      // A full sync reads every table once: what to write is what differs from it (spec
+      // §17). iptables-save runs while we render (the render needs the kernel's chains
+      // only for the stale ones, added after).
+      const reading = full ? this.iptables.save(this.family) : null;
+      reading?.catch(() => undefined); // awaited below; not unhandled if the render throws
       const render = this.renderer.render(snapshot, ctx, {
         full,
         changedServices: request.changedServices,
-        existingChains: existing,
+        existingChains: full ? null : this.chains!,
       });
       phases.lap('render');
+      if (reading) {
+        saved = parseSavedTables(await reading);
+        addStaleChains(render, serviceChainsIn(saved));
+        phases.lap('read');
+        await this.prepareFullSync(ctx, saved);
+        phases.lap('prepare');
+      }
       const written = fixedChainContents([render.filter, render.nat]);
       // A full sync leaves out every chain the kernel already holds as rendered.
       const kernelHeld = saved

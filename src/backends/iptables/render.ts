@@ -143,6 +143,28 @@ export function renderIptables(
   return new IptablesRenderer().render(snapshot, ctx, scope);
 }
 
+/**
+ * Adds to a full render made without the kernel's chains (existingChains null) the stale
+ * ones: service chains `existing` has that the render does not keep, flushed and deleted
+ * as allChains would have made them. Read the render's text only after this.
+ */
+export function addStaleChains(render: IptablesRender, existing: ReadonlySet<string>): void {
+  const stale = staleOf(render.activeChains, existing);
+  if (stale.length === 0) return;
+  for (const chain of stale) render.nat.chains.set(chain, []);
+  render.nat.deleted = [...render.nat.deleted, ...stale];
+  render.staleChains = [...render.staleChains, ...stale];
+  render.stats.restoreLines += 2 * stale.length;
+}
+
+function staleOf(active: ReadonlySet<string>, existing: ReadonlySet<string>): string[] {
+  const stale: string[] = [];
+  for (const chain of existing) {
+    if (!active.has(chain) && isServiceChain(chain)) stale.push(chain);
+  }
+  return stale.sort();
+}
+
 /** Active chains from every service port; stale = the existing service chains not among them. */
 function allChains(
   snapshot: Snapshot,
@@ -151,13 +173,7 @@ function allChains(
 ): ChainState {
   const active = new Set<string>();
   for (const sp of snapshot.servicePorts) for (const { chain } of rulesOf(sp).own) active.add(chain);
-  const stale: string[] = [];
-  if (existingChains) {
-    for (const chain of existingChains) {
-      if (!active.has(chain) && isServiceChain(chain)) stale.push(chain);
-    }
-  }
-  return { active, stale: stale.sort() };
+  return { active, stale: existingChains ? staleOf(active, existingChains) : [] };
 }
 
 /**
