@@ -3,6 +3,9 @@
  * for them (nft and legacy alike; see notes/iptables-save-form.md and
  * test/kernel/saved-form.test.ts, which checks every golden file against the tools).
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   chainMatches,
@@ -11,6 +14,7 @@ import {
 } from '../../src/backends/iptables/kernel-diff.js';
 import { emptyTable } from '../../src/backends/iptables/restore-text.js';
 import {
+  parsedSavedForm,
   ruleWords,
   savedForm,
   savedProbability,
@@ -191,6 +195,45 @@ describe('savedForm', () => {
       '--comment',
       'a"b\\c d',
     ]);
+  });
+});
+
+describe('savedForm shortcuts for common shapes', () => {
+  it('give exactly what the general path gives, on every golden rule and on near misses', () => {
+    const fixtures = fileURLToPath(new URL('../../fixtures', import.meta.url));
+    const rules: Array<[string, 'IPv4' | 'IPv6']> = [];
+    for (const scenario of readdirSync(fixtures)) {
+      for (const [file, family] of [
+        ['iptables.rules', 'IPv4'],
+        ['ip6tables.rules', 'IPv6'],
+      ] as const) {
+        const path = join(fixtures, scenario, file);
+        if (!existsSync(path)) continue;
+        for (const line of readFileSync(path, 'utf8').split('\n'))
+          if (line.startsWith('-A ')) rules.push([line, family]);
+      }
+    }
+    const variants = (r: string) => [
+      r,
+      r.replace(/ -s (\S+)/, ' -s $1/32'),
+      r.replace(/ -s (\S+)/, ' -s 010.0.0.1'),
+      r.replace(/--to-destination \S+/, '--to-destination 10.0.0.1:0'),
+      r.replace(/--to-destination \S+/, '--to-destination [fd00::1]:80'),
+      r.replace(/--probability \S+/, '--probability 2'),
+      r.replace(/-j (KUBE-\S+)$/, '-j lower-case'),
+      `${r} `,
+    ];
+    let compared = 0;
+    for (const [rule, family] of rules) {
+      for (const v of variants(rule)) {
+        for (const f of ['IPv4', 'IPv6'] as const) {
+          expect(savedForm(v, f), `${f} ${v}`).toBe(parsedSavedForm(v, f));
+          compared++;
+        }
+      }
+      expect(savedForm(rule, family)).not.toBeNull();
+    }
+    expect(compared).toBeGreaterThan(10_000);
   });
 });
 

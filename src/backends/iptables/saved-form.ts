@@ -416,6 +416,47 @@ interface Loaded {
  * and iptables-save's form alike; the saved form of a saved line is itself.
  */
 export function savedForm(line: string, family: IPFamily): string | null {
+  const fast = commonShape(line, family);
+  return fast === undefined ? parsedSavedForm(line, family) : fast;
+}
+
+// The shapes most rules of a large cluster have (endpoint and dispatch chains without
+// comments), in the form we write them. Each gives exactly what the general path gives
+// (test/unit/saved-form.test.ts compares them); anything else takes the general path.
+const MASQ_SOURCE = /^-A ([A-Za-z0-9_-]{1,28}) -s ([^ /]+) -j KUBE-MARK-MASQ$/;
+const DNAT_PORT = /^-A ([A-Za-z0-9_-]{1,28}) -m (tcp|udp|sctp) -p \2 -j DNAT --to-destination (\S+)$/;
+const BARE_JUMP = /^-A ([A-Za-z0-9_-]{1,28}) -j (KUBE-[A-Z0-9-]{1,23})$/;
+const RANDOM_JUMP =
+  /^-A ([A-Za-z0-9_-]{1,28}) -m statistic --mode random --probability (\S+) -j (KUBE-[A-Z0-9-]{1,23})$/;
+
+/** The saved form of a rule of a common shape (null: not valid), or undefined when it has another shape. */
+function commonShape(line: string, family: IPFamily): string | null | undefined {
+  const c = line.charCodeAt(line.length - 1);
+  if (line.endsWith(' -j KUBE-MARK-MASQ')) {
+    const m = MASQ_SOURCE.exec(line);
+    if (!m) return undefined;
+    const src = savedAddress(m[2]!, family);
+    return src === null || src === '' ? undefined : `-A ${m[1]} -s ${src} -j KUBE-MARK-MASQ`;
+  }
+  if (line.includes(' -j DNAT ')) {
+    const m = DNAT_PORT.exec(line);
+    if (!m) return undefined;
+    const to = savedEndpoint(m[3]!, family);
+    return to === null ? undefined : `-A ${m[1]} -p ${m[2]} -m ${m[2]} -j DNAT --to-destination ${to}`;
+  }
+  if (c < 48 || c > 90) return undefined; // jumps to KUBE- chains end in [0-9A-Z]
+  const bare = BARE_JUMP.exec(line);
+  if (bare) return line;
+  const random = RANDOM_JUMP.exec(line);
+  if (!random) return undefined;
+  const p = cachedProbability(random[2]!);
+  return p === null
+    ? undefined
+    : `-A ${random[1]} -m statistic --mode random --probability ${p} -j ${random[3]}`;
+}
+
+/** savedForm without the common-shape shortcuts (exported for the test that compares them). */
+export function parsedSavedForm(line: string, family: IPFamily): string | null {
   const words = ruleWords(line);
   if (!words || words.length < 2 || words[0] !== '-A' || !CHAIN.test(words[1]!)) return null;
   let src: string | null = null;
