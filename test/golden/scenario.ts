@@ -12,6 +12,7 @@ import {
 } from '../../src/config/kubeproxy.js';
 import { parseYamlDocument, parseYamlDocuments } from '../../src/config/yaml.js';
 import type { IPFamily } from '../../src/model/ip.js';
+import type { ObjectEvent } from '../../src/model/store.js';
 import { objectsFromDocuments } from '../../src/sources/manifests.js';
 import { type RenderOnceResult, renderOnce } from '../../src/sync/render-once.js';
 
@@ -58,7 +59,15 @@ function loadScope(dir: string): SyncScope {
   };
 }
 
-export function renderScenario(s: Scenario, family: IPFamily): RenderOnceResult {
+export interface ScenarioInputs {
+  events: ObjectEvent[];
+  config: KubeProxyConfiguration;
+  host: HostFacts;
+  scope: SyncScope;
+}
+
+/** What a scenario renders from: its objects, configuration, host facts and sync scope. */
+export function scenarioInputs(s: Scenario): ScenarioInputs {
   const clusterPath = join(s.dir, 'cluster.yaml');
   const { events } = objectsFromDocuments(
     parseYamlDocuments(readFileSync(clusterPath, 'utf8'), clusterPath),
@@ -73,5 +82,9 @@ export function renderScenario(s: Scenario, family: IPFamily): RenderOnceResult 
   const hostPath = join(s.dir, 'host.yaml');
   const hostText = readOptional(hostPath);
   const host: HostFacts = hostText === null ? neutralHostFacts() : loadHostFacts(hostText, hostPath);
-  return renderOnce({ events, config, host, family, scope: loadScope(s.dir) });
+  return { events, config, host, scope: loadScope(s.dir) };
+}
+
+export function renderScenario(s: Scenario, family: IPFamily): RenderOnceResult {
+  return renderOnce({ ...scenarioInputs(s), family });
 }
