@@ -236,7 +236,7 @@ export class IptablesBackend implements ProxyBackend {
         saved = parseSavedTables(await reading);
         addStaleChains(render, serviceChainsIn(saved));
         phases.lap('read');
-        await this.prepareFullSync(ctx, saved);
+        await this.prepareFullSync(ctx, saved, render);
         phases.lap('prepare');
       }
       const written = fixedChainContents([render.filter, render.nat]);
@@ -315,12 +315,18 @@ export class IptablesBackend implements ProxyBackend {
 
   /**
    * What a full sync makes sure of besides the restore input (spec §16). The chains the
-   * jump rules target are created here; the missing jump rules themselves are inserted by
-   * the last restore transaction (so on a fresh node nothing is reachable, and validated by
-   * nf_tables on each commit, until everything is written).
+   * jump rules target and the render does not write are created here; the missing jump
+   * rules themselves are inserted by the last restore transaction (so on a fresh node
+   * nothing is reachable, and validated by nf_tables on each commit, until everything is
+   * written).
    */
-  private async prepareFullSync(ctx: RenderContext, saved: SavedTables): Promise<void> {
-    await ensureJumpTargets(this.iptables, this.family, saved);
+  private async prepareFullSync(
+    ctx: RenderContext,
+    saved: SavedTables,
+    render: IptablesRender,
+  ): Promise<void> {
+    const tables: Record<string, RestoreTable> = { filter: render.filter, nat: render.nat };
+    await ensureJumpTargets(this.iptables, this.family, saved, (t, c) => tables[t]?.chains.has(c) === true);
     await ensureCanaries(this.iptables, this.family, saved);
     this.canariesMade = true;
     // spec §13: NodePorts on 127.0.0.1 need martian-source routing of loopback addresses.

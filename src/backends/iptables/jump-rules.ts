@@ -86,14 +86,19 @@ export function missingJumpRules(saved: SavedTables, family: IPFamily): JumpRule
   return JUMP_RULES.filter((rule) => !savedHasRule(saved, rule, family));
 }
 
-/** Creates, where the kernel's state (as read) lacks them, the chains the jump rules target. */
+/**
+ * Creates, where the kernel's state (as read) lacks them, the chains the jump rules target;
+ * not those `written` says the restore input declares (it creates them before the jump
+ * rules it inserts).
+ */
 export async function ensureJumpTargets(
   iptables: Iptables,
   family: IPFamily,
   saved: SavedTables,
+  written: (table: string, chain: string) => boolean = () => false,
 ): Promise<void> {
   for (const rule of JUMP_RULES) {
-    if (saved.get(rule.table)?.has(rule.to)) continue;
+    if (saved.get(rule.table)?.has(rule.to) || written(rule.table, rule.to)) continue;
     await iptables.ensureChain(family, rule.table, rule.to);
     noteCreated(saved, rule.table, rule.to);
   }
