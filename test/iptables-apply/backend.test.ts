@@ -2,7 +2,7 @@
  * IptablesBackend against a RecordingRunner (no root): which commands a full and a
  * partial sync run, what the restore input holds, and how failures reset its state.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   createIptablesBackends,
   dropUnchangedFixedChains,
@@ -289,6 +289,36 @@ describe('IptablesBackend: failures', () => {
     await expect(backend.sync(sim.snapshot(), sim.request(true))).rejects.toThrow(
       /iptables \(legacy\) IPv4 full sync #1 failed: iptables-legacy-save: exit code 4: Another app/,
     );
+  });
+});
+
+describe('IptablesBackend: reading the kernel ahead', () => {
+  it('starting() reads for the first full sync, which reads no more', async () => {
+    const { runner, backend } = setup();
+    backend.starting();
+    expect(runner.calls.filter(isSave)).toHaveLength(1);
+    const sim = richCluster();
+    expect((await backend.sync(sim.snapshot(), sim.request(true))).full).toBe(true);
+    expect(runner.calls.filter(isSave)).toHaveLength(1);
+    // Later full syncs read again; a second starting() does not read.
+    backend.starting();
+    await backend.sync(sim.snapshot(), sim.request(true));
+    expect(runner.calls.filter(isSave)).toHaveLength(2);
+  });
+
+  it('a read ahead older than a minute is not used', async () => {
+    const { runner, backend } = setup();
+    let now = 1000;
+    const clock = vi.spyOn(performance, 'now').mockImplementation(() => now);
+    try {
+      backend.starting();
+      now += 61_000;
+      const sim = richCluster();
+      await backend.sync(sim.snapshot(), sim.request(true));
+      expect(runner.calls.filter(isSave)).toHaveLength(2);
+    } finally {
+      clock.mockRestore();
+    }
   });
 });
 

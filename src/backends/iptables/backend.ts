@@ -170,6 +170,9 @@ export interface IptablesBackendConfig {
 
 const DEFAULT_WAIT = ['-w', '5'] as const;
 
+/** A kernel read made ahead (starting()) is used by a first full sync at most this old. */
+const READ_AHEAD_MAX_AGE_MS = 60_000;
+
 export class IptablesBackend implements ProxyBackend {
   readonly family: IPFamily;
   readonly description: string;
@@ -189,6 +192,8 @@ export class IptablesBackend implements ProxyBackend {
   private chains: Set<string> | null = null;
   private lastFixed: FixedChainContents = new Map();
   private canariesMade = false;
+  /** a kernel read started by starting(), for the first full sync */
+  private readAhead: { startedMs: number; text: Promise<string> } | null = null;
 
   constructor(config: IptablesBackendConfig) {
     this.family = config.family;
@@ -224,7 +229,7 @@ export class IptablesBackend implements ProxyBackend {
       // A full sync reads every table once: what to write is what differs from it (spec
       // §17). iptables-save runs while we render (the render needs the kernel's chains
       // only for the stale ones, added after).
-      const reading = full ? this.iptables.save(this.family) : null;
+      const reading = full ? this.kernelRead() : null;
       reading?.catch(() => undefined); // awaited below; not unhandled if the render throws
       const render = this.renderer.render(snapshot, ctx, {
         full,
@@ -283,6 +288,36 @@ export class IptablesBackend implements ProxyBackend {
       this.forget();
       throw this.wrap(e, request, full);
     }
+  }
+
+  /**
+   * Starts reading the kernel (iptables-save) for the first sync while the source lists the
+   * cluster: at 10,000 services both take seconds, and they use different cores.
+   *
+   * The read is then older than a read made by the sync itself, by the time of the list:
+   * a chain someone else changed in between would be taken for what was read. That window
+   * exists anyway between any read and the restore that follows (kube-proxy has it too);
+   * this makes it a few seconds longer once, at start, and a read older than
+   * READ_AHEAD_MAX_AGE_MS is not used.
+   */
+  starting(): void {
+    if (this.readAhead || this.chains !== null) return;
+    const text = this.iptables.save(this.family);
+    text.catch(() => undefined); // a failed read-ahead is replaced by a read in the sync
+    this.readAhead = { startedMs: performance.now(), text };
+  }
+
+  /** iptables-save of every table: the read-ahead when there is a recent one, else a new read. */
+  private kernelRead(): Promise<string> {
+    const ahead = this.readAhead;
+    this.readAhead = null;
+    if (ahead && performance.now() - ahead.startedMs <= READ_AHEAD_MAX_AGE_MS) {
+      return ahead.text.catch((e: unknown) => {
+        this.log.warn({ err: e }, 'reading the kernel ahead failed; reading again');
+        return this.iptables.save(this.family);
+      });
+    }
+    return this.iptables.save(this.family);
   }
 
   /** True when our mangle canary chain vanished (iptables was flushed); false before we made it. */
