@@ -13,6 +13,7 @@ import {
 import type { IptablesOptions } from '../../src/backends/iptables/context.js';
 import { JUMP_RULES, jumpRuleInsert } from '../../src/backends/iptables/jump-rules.js';
 import { compareChains as compareFixed, parseRestore } from '../../src/backends/iptables/restore-text.js';
+import { savedForm } from '../../src/backends/iptables/saved-form.js';
 import type { RecordedCall } from '../../src/kernel/exec.js';
 import { RecordingRunner } from '../../src/kernel/exec.js';
 import type { IPFamily } from '../../src/model/ip.js';
@@ -217,11 +218,15 @@ describe('IptablesBackend: partial syncs', () => {
     expect(lines(input, /^-X KUBE-(SVC|SEP)-/)).toHaveLength(4);
   });
 
-  it('the periodic sync without changes rewrites every fixed chain (repairs a hand-flushed chain) and no service chain', async () => {
+  it('the periodic sync without changes reads each fixed chain and writes those that differ (an empty one here), no service chain', async () => {
     const { runner, backend, sim } = await synced();
     const result = await backend.sync(sim.snapshot(), sim.request(false));
     expect(result.full).toBe(false);
     expect(runner.calls.some(isSave)).toBe(false);
+    const listed = runner.calls.filter((c) => c.args.includes('-S')).map((c) => c.args.slice(-3).join(' '));
+    expect(listed).toEqual(
+      expect.arrayContaining(['filter -S KUBE-SERVICES', 'nat -S KUBE-SERVICES', 'nat -S KUBE-MARK-MASQ']),
+    );
     const restores = runner.calls.filter(isRestore);
     expect(restores).toHaveLength(1);
     const input = restores[0]!.input!;
@@ -230,6 +235,30 @@ describe('IptablesBackend: partial syncs', () => {
     );
     expect(declared(input, 'filter')).toContain('KUBE-SERVICES');
     expect(input).not.toMatch(/^:KUBE-(SVC|SVL|SEP|EXT|FW)-/m);
+  });
+
+  it('the periodic sync writes nothing when the kernel holds every fixed chain as rendered', async () => {
+    const env = setup();
+    const sim = richCluster();
+    await env.backend.sync(sim.snapshot(), sim.request(true));
+    sim.synced();
+    // iptables -S answers with what the first sync wrote, as iptables-save prints it.
+    const written = new Map<string, readonly string[]>();
+    for (const t of parseRestore(env.runner.calls.filter(isRestore)[0]!.input!)) {
+      for (const [chain, rules] of t.chains) written.set(`${t.name} ${chain}`, rules);
+    }
+    env.runner.on(
+      (c) => c.args.includes('-S'),
+      (c) => {
+        const [table, , chain] = c.args.slice(-3);
+        const rules = written.get(`${table} ${chain}`) ?? [];
+        return { stdout: [`-N ${chain}`, ...rules.map((r) => savedForm(r, 'IPv4')!)].join('\n') };
+      },
+    );
+    env.runner.calls.length = 0;
+    const result = await env.backend.sync(sim.snapshot(), sim.request(false));
+    expect(result.restoreLines).toBe(0);
+    expect(env.runner.calls.filter(isRestore)).toEqual([]);
   });
 
   it('a node change that reaches the rules (node IP) forces a full sync; one that does not (pod CIDR under ClusterCIDR) does not', async () => {

@@ -8,7 +8,9 @@
  *   rule for rule) restored with kube-proxy's jump rules and canaries, writes nothing;
  * - chains altered behind its back (a rule replaced, added or removed, a chain flushed or
  *   deleted, a jump rule deleted) are exactly what it writes, and the kernel ends where a
- *   full sync into a fresh namespace ends.
+ *   full sync into a fresh namespace ends;
+ * - the periodic sync without changes (nft) reads the fixed chains and writes only one that
+ *   differs; with legacy it rewrites them, as kube-proxy does.
  *
  * "Writes nothing" is counted on what reaches the tools: restore inputs and iptables
  * commands other than the read (iptables-save) and the canary checks.
@@ -120,6 +122,27 @@ describeKernel('a full sync over rules the kernel already holds', () => {
         });
       });
     }
+
+    it(`${backend}: the periodic sync checks the fixed chains${backend === 'nft' ? ' and writes only a flushed one' : ' by rewriting them'}`, async () => {
+      await withScratchNetns(async ({ runner }) => {
+        const tap = new TapRunner(runner);
+        const be = newBackend(tap, backend);
+        const sim = richCluster();
+        await be.sync(sim.snapshot(), sim.request(true));
+        sim.synced();
+        const expected = await kubeState(runner, backend, 'IPv4');
+        tap.clear();
+        await be.sync(sim.snapshot(), sim.request(false));
+        if (backend === 'nft') expect(tap.restoreInputs()).toEqual([]);
+        else expect(declaredChains(tap)).toContain('nat KUBE-SERVICES');
+        await runner.run(iptablesBinary(backend, 'IPv4', 'iptables'), ['-t', 'filter', '-F', 'KUBE-FORWARD']);
+        tap.clear();
+        await be.sync(sim.snapshot(), sim.request(false));
+        if (backend === 'nft') expect(declaredChains(tap)).toEqual(['filter KUBE-FORWARD']);
+        else expect(declaredChains(tap)).toContain('filter KUBE-FORWARD');
+        expect(await kubeState(runner, backend, 'IPv4')).toBe(expected);
+      });
+    });
 
     it(`${backend}: chains altered behind its back are exactly what a restart writes`, async () => {
       const sim = richCluster();

@@ -98,6 +98,12 @@ export function parseSavedTables(text: string): SavedTables {
   return tables;
 }
 
+/** A user chain as `iptables -S CHAIN` lists it: a `-N` line, then its rules as iptables-save prints them. */
+export function savedChainFromListing(listing: string): SavedChain {
+  const rules = listing.split('\n').filter((line) => line.startsWith('-A '));
+  return { builtin: false, rules: rules.join('\n'), count: rules.length };
+}
+
 /** A saved chain's rules as lines. */
 export function savedRuleLines(chain: SavedChain): string[] {
   return chain.count === 0 ? [] : chain.rules.split('\n');
