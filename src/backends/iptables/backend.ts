@@ -385,15 +385,21 @@ export class IptablesBackend implements ProxyBackend {
   private async skipFixedChainsTheKernelHolds(render: IptablesRender): Promise<string[]> {
     if (this.backend !== 'nft') return [];
     const held: SavedTables = new Map();
+    const reads: Promise<void>[] = [];
     for (const table of [render.filter, render.nat]) {
       const chains = new Map<string, SavedChain>();
       held.set(table.name, chains);
       for (const chain of FIXED_CHAINS[table.name]) {
         if (!table.chains.has(chain)) continue;
-        const listed = await this.iptables.listChain(this.family, table.name, chain);
-        if (listed !== null) chains.set(chain, savedChainFromListing(listed));
+        // Reads only, so side by side.
+        reads.push(
+          this.iptables.listChain(this.family, table.name, chain).then((listed) => {
+            if (listed !== null) chains.set(chain, savedChainFromListing(listed));
+          }),
+        );
       }
     }
+    await Promise.all(reads);
     const before = [render.filter, render.nat].map((t) => new Set(t.chains.keys()));
     dropChainsTheKernelHolds(render.filter, held, this.family);
     dropChainsTheKernelHolds(render.nat, held, this.family);
