@@ -429,8 +429,8 @@ const BARE_JUMP = /^-A ([A-Za-z0-9_-]{1,28}) -j (KUBE-[A-Z0-9-]{1,23})$/;
 const RANDOM_JUMP =
   /^-A ([A-Za-z0-9_-]{1,28}) -m statistic --mode random --probability (\S+) -j (KUBE-[A-Z0-9-]{1,23})$/;
 
-/** The saved form of a rule of a common shape (null: not valid), or undefined when it has another shape. */
-function commonShape(line: string, family: IPFamily): string | null | undefined {
+/** The saved form of a rule of a common shape, or undefined for the general path to judge. */
+function commonShape(line: string, family: IPFamily): string | undefined {
   const c = line.charCodeAt(line.length - 1);
   if (line.endsWith(' -j KUBE-MARK-MASQ')) {
     const m = MASQ_SOURCE.exec(line);
