@@ -205,6 +205,8 @@ export function kernelReportLines(results: readonly KernelResult[]): string[] {
 
 const start = (f: StartFigures | null) =>
   f ? `${kernelMs(f.ms)} (${kernelMs(f.listedMs)} + ${kernelMs(f.syncMs)})` : '-';
+const cpu = (f: StartFigures | null) =>
+  f ? `${(f.cpuMs / 1000).toFixed(1)} + ${(f.childCpuMs / 1000).toFixed(1)}` : '-';
 
 export function runPathTable(results: readonly RunPathResult[]): string {
   const main = table(
@@ -212,6 +214,7 @@ export function runPathTable(results: readonly RunPathResult[]): string {
       'scenario',
       'backend',
       'first sync ms',
+      'cpu s',
       'lines',
       'event->synced ms',
       'min-max',
@@ -219,8 +222,10 @@ export function runPathTable(results: readonly RunPathResult[]): string {
       '1-chain floor ms',
       'ratio',
       'restart ms',
+      'cpu s',
       'lines',
       'takeover ms',
+      'cpu s',
       'lines',
       'load avg',
     ],
@@ -228,6 +233,7 @@ export function runPathTable(results: readonly RunPathResult[]): string {
       r.scenario,
       r.backend,
       start(r.firstSync),
+      cpu(r.firstSync),
       r.firstSync ? String(r.firstSync.restoreLines) : '-',
       r.eventToSynced ? ms(r.eventToSynced.ms) : '-',
       r.eventToSynced ? `${ms(r.eventToSynced.minMs)}-${ms(r.eventToSynced.maxMs)}` : '-',
@@ -235,8 +241,10 @@ export function runPathTable(results: readonly RunPathResult[]): string {
       r.floorMs === null ? '-' : ms(r.floorMs),
       r.eventToSynced && r.floorMs ? (r.eventToSynced.ms / r.floorMs).toFixed(2) : '-',
       start(r.restart),
+      cpu(r.restart),
       r.restart ? String(r.restart.restoreLines) : '-',
       start(r.takeover),
+      cpu(r.takeover),
       r.takeover ? String(r.takeover.restoreLines) : '-',
       r.loadAverage.map((l) => l.toFixed(2)).join(' -> '),
     ]),
@@ -244,7 +252,9 @@ export function runPathTable(results: readonly RunPathResult[]): string {
   return [
     'run path: the proxy as `switchboard run` starts it, with the API source (an in-process API double), into fresh',
     'network namespaces; wall-clock ms. first sync / restart / takeover: start to the end of the first sync, as',
-    '"total (list + sync)"; lines = restore lines written (restart: over its own rules; takeover: over the same rules',
+    '"total (list + sync)"; cpu s = CPU seconds over that span, this process (proxy and API double) + the commands it',
+    'ran (iptables-*, ip): steadier than wall time on a shared machine; lines = restore lines written (restart: over',
+    'its own rules; takeover: over the same rules',
     `written the way kube-proxy writes them). event->synced: an EndpointSlice change handed to the API double to the`,
     `end of the sync that applied it, median of ${TIMED_RUNS}; floor: one restore of one chain with one rule into the same`,
     'table, measured in the same run; ratio = event->synced / floor.',

@@ -10,6 +10,8 @@
  * work is small next to the proxy's for a watch event, but it serialises every list for
  * the initial sync, and it holds its copy of the objects (count that when reading RSS).
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { V1EndpointSlice } from '@kubernetes/client-node';
 import { createIptablesBackends } from '../src/backends/iptables/backend.js';
@@ -41,7 +43,32 @@ export interface ProxyStart {
   ms: number;
   /** from startProxy() to the start of the first sync: list, store */
   listedMs: number;
+  /** CPU over the same span: this process (proxy and API double), and the commands it ran */
+  cpu: CpuTime;
   report: SyncReport;
+}
+
+/** CPU time used so far, in ms: this process, and its children that ended (iptables, ip, ...). */
+export interface CpuTime {
+  selfMs: number;
+  childrenMs: number;
+}
+
+let clockTicks: number | null = null;
+
+export function cpuTime(): CpuTime {
+  const self = process.cpuUsage();
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  // /proc/self/stat: after "pid (comm) ", fields 14 and 15 (0-based from state) are cutime, cstime.
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const children = Number(fields[13]) + Number(fields[14]);
+  return { selfMs: (self.user + self.system) / 1000, childrenMs: (children * 1000) / clockTicks };
+}
+
+export function cpuSince(start: CpuTime): CpuTime {
+  const now = cpuTime();
+  return { selfMs: now.selfMs - start.selfMs, childrenMs: now.childrenMs - start.childrenMs };
 }
 
 export interface EndpointChangeResult {
@@ -108,6 +135,7 @@ export class RunPath {
   async startProxy(ns: string): Promise<ProxyStart> {
     if (this.proxy) throw new Error('run path: a proxy is already running');
     const from = this.seen.length;
+    const cpu0 = cpuTime();
     const t0 = performance.now();
     const wall0 = Date.now();
     const runner = inNetns(this.root, ns);
@@ -139,7 +167,12 @@ export class RunPath {
     });
     const first = await this.waitFor((s) => s.report.seq === 1, from);
     if (!first.report.ok) throw new Error(`first sync failed: ${first.report.error?.message}`);
-    return { ms: first.atMs - t0, listedMs: first.report.startedAtMs - wall0, report: first.report };
+    return {
+      ms: first.atMs - t0,
+      listedMs: first.report.startedAtMs - wall0,
+      cpu: cpuSince(cpu0),
+      report: first.report,
+    };
   }
 
   /** Stops the proxy (the rules stay in place). */

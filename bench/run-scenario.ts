@@ -52,6 +52,9 @@ export interface StartFigures {
   /** the first sync alone */
   syncMs: number;
   restoreLines: number;
+  /** CPU over the same span, ms: this process (proxy and API double), and the commands it ran */
+  cpuMs: number;
+  childCpuMs: number;
 }
 
 export interface RunPathResult {
@@ -74,7 +77,14 @@ const CHANGE_SPACING_MS = 1100;
 
 function startFigures(start: ProxyStart): StartFigures {
   const lines = start.report.results.reduce((n, r) => n + r.restoreLines, 0);
-  return { ms: start.ms, listedMs: start.listedMs, syncMs: start.report.durationMs, restoreLines: lines };
+  return {
+    ms: start.ms,
+    listedMs: start.listedMs,
+    syncMs: start.report.durationMs,
+    restoreLines: lines,
+    cpuMs: start.cpu.selfMs,
+    childCpuMs: start.cpu.childrenMs,
+  };
 }
 
 function syncLines(report: SyncReport): number {
