@@ -104,7 +104,7 @@ class RestoreMeter implements CommandRunner {
  * restores from making other processes' iptables calls time out (and their locks from
  * inflating these figures); nft takes no such lock.
  */
-function usePrivateXtablesLock(): void {
+export function usePrivateXtablesLock(): void {
   const path = join(tmpdir(), `sbbench-${process.pid}.xtables.lock`);
   process.env['XTABLES_LOCKFILE'] = path;
   process.on('exit', () => rmSync(path, { force: true }));
@@ -153,7 +153,7 @@ const PROBE_CHAIN = 'SBBENCH-PROBE';
  * untimed restore): what the iptables-restore binary costs with these tables loaded,
  * whatever the applier sends. Not a KUBE- chain, so the state check does not see it.
  */
-async function oneRuleRestoreMs(runner: CommandRunner, backend: Backend): Promise<number> {
+export async function oneRuleRestoreMs(runner: CommandRunner, backend: Backend): Promise<number> {
   const restore = iptablesBinary(backend, 'IPv4', 'restore');
   const args = ['--noflush', '-w', '5'];
   const ms: number[] = [];
@@ -168,7 +168,7 @@ async function oneRuleRestoreMs(runner: CommandRunner, backend: Backend): Promis
   return median(ms);
 }
 
-async function savedKubeState(runner: CommandRunner, backend: Backend): Promise<string> {
+export async function savedKubeState(runner: CommandRunner, backend: Backend): Promise<string> {
   const { stdout } = await runner.run(iptablesBinary(backend, 'IPv4', 'save'), [], { timeoutMs: 300_000 });
   return kubeStateFromSave(stdout);
 }

@@ -10,15 +10,19 @@
  *
  * After each scenario's render child, manifest loading: `switchboard render --from` a dump
  * of the scenario's cluster in kubectl's YAML and JSON, against a bare parse of the same
- * file (see manifest-load.ts).
+ * file (see manifest-load.ts). Then, per iptables backend, the `run` path benchmark in
+ * another child (`--run-scenario 10000x10 --backend nft`, see run-scenario.ts): the proxy
+ * with the API source (an in-process API double), first sync from an empty table, watch
+ * event -> synced against the one-chain-restore floor, restart over its own rules,
+ * takeover from kube-proxy-identical rules.
  *
- * Options: `--scenarios 1000x10,10000x10`; `--compiled` runs the children on tsc output
- * instead of tsx (see compile.ts); `--manifest-rounds <n>` (default 3, 0 skips the manifest
- * loading rows); `--no-kernel` skips the kernel part (skipped anyway,
- * with the reason, without root or `ip netns`); `--backends nft,legacy`;
- * `--kernel-time-box <seconds>` (default 600) stops one kernel child that takes longer.
- * Exits non-zero when a partial render or a partial apply does not write exactly what it
- * should, or a child fails.
+ * Options: `--scenarios 1000x10,10000x10`; `--suites render,manifest,kernel,run` (default
+ * all) picks the parts; `--compiled` runs the children on tsc output instead of tsx (see
+ * compile.ts); `--manifest-rounds <n>` (default 3); `--no-kernel` skips the kernel and run
+ * parts (skipped anyway, with the reason, without root or `ip netns`); `--backends
+ * nft,legacy`; `--kernel-time-box <seconds>` (default 600) stops one kernel or run child that
+ * takes longer. Exits non-zero when a partial render or a partial apply does not write
+ * exactly what it should, or a child fails.
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
@@ -32,6 +36,7 @@ import { backendUnavailableReason, kernelUnavailableReason, sweepNamespaces } fr
 import {
   checkKernelTargets,
   checkManifestTargets,
+  checkRunPathTargets,
   checkTargets,
   jsonLines,
   kernelReportLines,
@@ -39,8 +44,10 @@ import {
   manifestJsonLines,
   manifestTable,
   resultsTable,
+  runPathTable,
   targetLines,
 } from './report.js';
+import { type RunPathResult, runPathNotMeasured, runRunPathScenario } from './run-scenario.js';
 import { runScenario, type ScenarioResult } from './scenario.js';
 import { DEFAULT_NODES, DEFAULT_SEED } from './synthetic-cluster.js';
 import { parseScenarioName } from './world.js';
@@ -151,6 +158,46 @@ function runKernelChild(
   return { result: run.result, failed: !run.ok, interrupted: run.interrupted };
 }
 
+function runRunPathChild(
+  command: ChildCommand,
+  scenario: string,
+  backend: Backend,
+  timeBoxS: number,
+  messages: string[],
+): { result: RunPathResult | null; failed: boolean; interrupted: boolean } {
+  process.stderr.write(`run path ${scenario} ${backend} ...\n`);
+  const run = runChild<RunPathResult>(command, ['--run-scenario', scenario, '--backend', backend], {
+    timeoutMs: timeBoxS * 1000,
+    liveStderr: true,
+  });
+  const leftovers = run.pid === undefined ? [] : sweepNamespaces(run.pid);
+  if (leftovers.length > 0) messages.push(`deleted namespaces the child left: ${leftovers.join(' ')}`);
+  if (run.timedOut) {
+    messages.push(
+      `TIME BOX run ${scenario} ${backend}: stopped after ${timeBoxS} s; figures measured before are kept`,
+    );
+    return { result: run.result ?? runPathNotMeasured(scenario, backend), failed: false, interrupted: false };
+  }
+  if (!run.result && !run.interrupted) {
+    messages.push(`FAIL run ${scenario} ${backend}: the child produced no result (${run.describe})`);
+  }
+  return { result: run.result, failed: !run.ok, interrupted: run.interrupted };
+}
+
+const ALL_SUITES = ['render', 'manifest', 'kernel', 'run'] as const;
+type Suite = (typeof ALL_SUITES)[number];
+
+function parseSuites(text: string | undefined): Suite[] {
+  if (text === undefined) return [...ALL_SUITES];
+  return text.split(',').map((s) => {
+    const name = s.trim();
+    if (!(ALL_SUITES as readonly string[]).includes(name)) {
+      throw new Error(`--suites: unknown suite ${JSON.stringify(name)} (known: ${ALL_SUITES.join(', ')})`);
+    }
+    return name as Suite;
+  });
+}
+
 function parseBackend(name: string, option: string): Backend {
   if (!(ALL_BACKENDS as readonly string[]).includes(name)) {
     throw new Error(`${option}: unknown backend ${JSON.stringify(name)} (known: ${ALL_BACKENDS.join(', ')})`);
@@ -175,6 +222,7 @@ function parseRounds(text: string | undefined): number {
 
 interface RunAllOptions {
   scenarios: readonly string[];
+  suites: readonly Suite[];
   compiled: boolean;
   noKernel: boolean;
   backends: Backend[];
@@ -186,6 +234,7 @@ interface Collected {
   results: ScenarioResult[];
   kernel: KernelResult[];
   manifests: ManifestLoadResult[];
+  runPath: RunPathResult[];
   /** printed after the figures: time boxes, child failures */
   messages: string[];
   failed: boolean;
@@ -202,20 +251,23 @@ function runChildren(
     results: [],
     kernel: [],
     manifests: [],
+    runPath: [],
     messages: [],
     failed: false,
     interrupted: false,
   };
   for (const scenario of o.scenarios) {
-    process.stderr.write(`running ${scenario} ...\n`);
-    const render = runChild<ScenarioResult>(command, ['--scenario', scenario]);
-    c.interrupted = render.interrupted;
-    if (render.result) c.results.push(render.result);
-    else if (!render.interrupted) {
-      c.failed = true;
-      c.messages.push(`FAIL ${scenario}: the child process produced no result (${render.describe})`);
+    if (o.suites.includes('render')) {
+      process.stderr.write(`running ${scenario} ...\n`);
+      const render = runChild<ScenarioResult>(command, ['--scenario', scenario]);
+      c.interrupted = render.interrupted;
+      if (render.result) c.results.push(render.result);
+      else if (!render.interrupted) {
+        c.failed = true;
+        c.messages.push(`FAIL ${scenario}: the child process produced no result (${render.describe})`);
+      }
     }
-    if (!c.interrupted && o.manifestRounds > 0) {
+    if (!c.interrupted && o.suites.includes('manifest') && o.manifestRounds > 0) {
       process.stderr.write(`manifest loading ${scenario} ...\n`);
       const loads = runManifestLoad(
         scenario,
@@ -228,11 +280,20 @@ function runChildren(
       c.failed ||= loads.some((l) => l.failures.length > 0);
     }
     for (const backend of c.interrupted ? [] : backends) {
-      const k = runKernelChild(command, scenario, backend, o.timeBoxS, c.messages);
-      if (k.result) c.kernel.push(k.result);
-      c.failed ||= k.failed;
-      c.interrupted = k.interrupted;
-      if (c.interrupted) break;
+      if (o.suites.includes('kernel')) {
+        const k = runKernelChild(command, scenario, backend, o.timeBoxS, c.messages);
+        if (k.result) c.kernel.push(k.result);
+        c.failed ||= k.failed;
+        c.interrupted = k.interrupted;
+        if (c.interrupted) break;
+      }
+      if (o.suites.includes('run')) {
+        const r = runRunPathChild(command, scenario, backend, o.timeBoxS, c.messages);
+        if (r.result) c.runPath.push(r.result);
+        c.failed ||= r.failed;
+        c.interrupted = r.interrupted;
+        if (c.interrupted) break;
+      }
     }
     if (c.interrupted) break;
   }
@@ -253,10 +314,15 @@ function printReport(c: Collected, notes: readonly string[]): void {
     console.log(manifestTable(c.manifests));
     console.log('');
   }
+  if (c.runPath.length > 0) {
+    console.log(runPathTable(c.runPath));
+    console.log('');
+  }
   const checks = [
     ...checkTargets(c.results),
     ...checkKernelTargets(c.kernel),
     ...checkManifestTargets(c.manifests),
+    ...checkRunPathTargets(c.runPath),
   ];
   for (const line of targetLines(checks)) console.log(line);
   for (const line of kernelReportLines(c.kernel)) console.log(line);
@@ -272,8 +338,10 @@ function printReport(c: Collected, notes: readonly string[]): void {
   for (const k of c.kernel) for (const f of k.failures) console.log(`FAIL ${k.scenario} ${k.backend}: ${f}`);
   for (const m of c.manifests)
     for (const f of m.failures) console.log(`FAIL ${m.scenario} ${m.format}: ${f}`);
+  for (const r of c.runPath)
+    for (const f of r.failures) console.log(`FAIL run ${r.scenario} ${r.backend}: ${f}`);
   for (const m of c.messages) console.log(m);
-  for (const r of c.results) for (const line of jsonLines(r, c.kernel)) console.log(line);
+  for (const r of c.results) for (const line of jsonLines(r, c.kernel, c.runPath)) console.log(line);
   for (const line of manifestJsonLines(c.manifests)) console.log(line);
 }
 
@@ -290,7 +358,7 @@ function runAll(o: RunAllOptions): number {
     console.log('INTERRUPTED: the run was stopped; the figures above are incomplete');
     return 130;
   }
-  const failures = [...c.results, ...c.kernel].some((r) => r.failures.length > 0);
+  const failures = [...c.results, ...c.kernel, ...c.runPath].some((r) => r.failures.length > 0);
   return c.failed || failures ? 1 : 0;
 }
 
@@ -299,6 +367,8 @@ async function main(): Promise<number> {
     options: {
       scenario: { type: 'string' },
       'kernel-scenario': { type: 'string' },
+      'run-scenario': { type: 'string' },
+      suites: { type: 'string' },
       backend: { type: 'string' },
       scenarios: { type: 'string' },
       compiled: { type: 'boolean' },
@@ -321,8 +391,16 @@ async function main(): Promise<number> {
     );
     return result.failures.length > 0 ? 1 : 0;
   }
+  if (values['run-scenario'] !== undefined) {
+    const backend = parseBackend(values.backend ?? '', '--backend');
+    const result = await runRunPathScenario(values['run-scenario'], backend, SHAPE, (r) =>
+      console.log(RESULT_PREFIX + JSON.stringify(r)),
+    );
+    return result.failures.length > 0 ? 1 : 0;
+  }
   return runAll({
     scenarios: values.scenarios ? values.scenarios.split(',') : DEFAULT_SCENARIOS,
+    suites: parseSuites(values.suites),
     compiled: values.compiled === true,
     noKernel: values['no-kernel'] === true,
     backends: (values.backends?.split(',') ?? ALL_BACKENDS).map((b) => parseBackend(b.trim(), '--backends')),

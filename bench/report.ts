@@ -5,6 +5,7 @@
 import type { Backend } from '../src/kernel/backend.js';
 import type { KernelResult } from './kernel-scenario.js';
 import type { ManifestLoadResult } from './manifest-load.js';
+import type { RunPathResult, StartFigures } from './run-scenario.js';
 import { type ScenarioResult, type SyncTimes, TIMED_RUNS } from './scenario.js';
 import { round } from './stats.js';
 
@@ -19,6 +20,10 @@ export const TARGETS = {
   manifestYamlMs: 3000,
   manifestJsonMs: 2000,
   manifestJsonRssMiB: 300,
+  /** the `run` path with the API source, nft (issue 9 §1) */
+  nftRunFirstSyncMs: 10_000,
+  nftRunRestartMs: 8_000,
+  nftRunEventToSyncedMs: 350,
 };
 
 export interface TargetCheck {
@@ -203,6 +208,96 @@ export function kernelReportLines(results: readonly KernelResult[]): string[] {
     );
 }
 
+const start = (f: StartFigures | null) =>
+  f ? `${kernelMs(f.ms)} (${kernelMs(f.listedMs)} + ${kernelMs(f.syncMs)})` : '-';
+const cpu = (f: StartFigures | null) =>
+  f ? `${(f.cpuMs / 1000).toFixed(1)} + ${(f.childCpuMs / 1000).toFixed(1)}` : '-';
+
+export function runPathTable(results: readonly RunPathResult[]): string {
+  const main = table(
+    [
+      'scenario',
+      'backend',
+      'first sync ms',
+      'cpu s',
+      'lines',
+      'event->synced ms',
+      'min-max',
+      'sync ms',
+      '1-chain floor ms',
+      'ratio',
+      'restart ms',
+      'cpu s',
+      'lines',
+      'takeover ms',
+      'cpu s',
+      'lines',
+      'load avg',
+    ],
+    results.map((r) => [
+      r.scenario,
+      r.backend,
+      start(r.firstSync),
+      cpu(r.firstSync),
+      r.firstSync ? String(r.firstSync.restoreLines) : '-',
+      r.eventToSynced ? ms(r.eventToSynced.ms) : '-',
+      r.eventToSynced ? `${ms(r.eventToSynced.minMs)}-${ms(r.eventToSynced.maxMs)}` : '-',
+      r.eventToSynced ? ms(r.eventToSynced.syncMs) : '-',
+      r.floorMs === null ? '-' : ms(r.floorMs),
+      r.eventToSynced && r.floorMs ? (r.eventToSynced.ms / r.floorMs).toFixed(2) : '-',
+      start(r.restart),
+      cpu(r.restart),
+      r.restart ? String(r.restart.restoreLines) : '-',
+      start(r.takeover),
+      cpu(r.takeover),
+      r.takeover ? String(r.takeover.restoreLines) : '-',
+      r.loadAverage.map((l) => l.toFixed(2)).join(' -> '),
+    ]),
+  );
+  return [
+    'run path: the proxy as `switchboard run` starts it, with the API source (an in-process API double), into fresh',
+    'network namespaces; wall-clock ms. first sync / restart / takeover: start to the end of the first sync, as',
+    '"total (list + sync)"; cpu s = CPU seconds over that span, this process (proxy and API double) + the commands it',
+    'ran (iptables-*, ip): steadier than wall time on a shared machine; lines = restore lines written (restart: over',
+    'its own rules; takeover: over the same rules',
+    `written the way kube-proxy writes them). event->synced: an EndpointSlice change handed to the API double to the`,
+    `end of the sync that applied it, median of ${TIMED_RUNS}; floor: one restore of one chain with one rule into the same`,
+    'table, measured in the same run; ratio = event->synced / floor.',
+    main,
+  ].join('\n');
+}
+
+/** nft has targets; legacy figures are only reported. */
+export function checkRunPathTargets(results: readonly RunPathResult[]): TargetCheck[] {
+  return results
+    .filter((r) => r.backend === 'nft')
+    .flatMap((r) => {
+      const scenario = `${r.scenario} nft run`;
+      const lines = (f: StartFigures | null, what: string): TargetCheck => ({
+        scenario,
+        what: `${what} writes nothing`,
+        figure: f ? `${f.restoreLines} restore lines` : 'not measured',
+        met: f !== null && f.restoreLines === 0,
+      });
+      const floor =
+        r.eventToSynced && r.floorMs ? ` (${(r.eventToSynced.ms / r.floorMs).toFixed(2)}x the floor)` : '';
+      return [
+        {
+          scenario,
+          ...kernelCheck('first sync from empty, API source', r.firstSync?.ms, TARGETS.nftRunFirstSyncMs),
+        },
+        { scenario, ...kernelCheck('restart over its own rules', r.restart?.ms, TARGETS.nftRunRestartMs) },
+        lines(r.restart, 'restart over its own rules'),
+        lines(r.takeover, 'takeover from kube-proxy-identical rules'),
+        {
+          scenario,
+          ...kernelCheck('watch event -> synced', r.eventToSynced?.ms, TARGETS.nftRunEventToSyncedMs),
+          ...(r.eventToSynced ? { figure: `${ms(r.eventToSynced.ms)} ms${floor}` } : {}),
+        },
+      ];
+    });
+}
+
 export function targetLines(checks: readonly TargetCheck[]): string[] {
   return checks.map((c) => `target ${c.scenario}: ${c.what}: ${c.figure}: ${c.met ? 'met' : 'MISSED'}`);
 }
@@ -211,22 +306,40 @@ interface ApplyFields {
   backend: Backend | null;
   applyFullMs: number | null;
   applyPartialMs: number | null;
+  runFirstSyncMs: number | null;
+  runRestartMs: number | null;
+  runTakeoverMs: number | null;
+  runEventToSyncedMs: number | null;
+  runFloorMs: number | null;
 }
 
 /**
  * One line per backend measured for the scenario (the render fields repeated on each),
  * or one line with a null backend when the kernel part did not run.
  */
-export function jsonLines(r: ScenarioResult, kernel: readonly KernelResult[]): string[] {
+export function jsonLines(
+  r: ScenarioResult,
+  kernel: readonly KernelResult[],
+  runPath: readonly RunPathResult[] = [],
+): string[] {
   const mine = kernel.filter((k) => k.scenario === r.scenario);
-  const applies: ApplyFields[] =
-    mine.length > 0
-      ? mine.map((k) => ({
-          backend: k.backend,
-          applyFullMs: k.full ? round(k.full.ms, 0) : null,
-          applyPartialMs: k.partial ? round(k.partial.ms, 1) : null,
-        }))
-      : [{ backend: null, applyFullMs: null, applyPartialMs: null }];
+  const runs = runPath.filter((p) => p.scenario === r.scenario);
+  const backends = [...new Set([...mine.map((k) => k.backend), ...runs.map((p) => p.backend)])];
+  const rounded = (v: number | undefined | null) => (v === undefined || v === null ? null : round(v, 0));
+  const applies: ApplyFields[] = (backends.length > 0 ? backends : [null]).map((backend) => {
+    const k = mine.find((x) => x.backend === backend);
+    const p = runs.find((x) => x.backend === backend);
+    return {
+      backend,
+      applyFullMs: k?.full ? round(k.full.ms, 0) : null,
+      applyPartialMs: k?.partial ? round(k.partial.ms, 1) : null,
+      runFirstSyncMs: rounded(p?.firstSync?.ms),
+      runRestartMs: rounded(p?.restart?.ms),
+      runTakeoverMs: rounded(p?.takeover?.ms),
+      runEventToSyncedMs: p?.eventToSynced ? round(p.eventToSynced.ms, 1) : null,
+      runFloorMs: p?.floorMs ? round(p.floorMs, 1) : null,
+    };
+  });
   return applies.map((a) =>
     JSON.stringify({
       scenario: r.scenario,
@@ -240,6 +353,11 @@ export function jsonLines(r: ScenarioResult, kernel: readonly KernelResult[]): s
       rssMiB: round(r.rssMiB, 0),
       applyFullMs: a.applyFullMs,
       applyPartialMs: a.applyPartialMs,
+      runFirstSyncMs: a.runFirstSyncMs,
+      runRestartMs: a.runRestartMs,
+      runTakeoverMs: a.runTakeoverMs,
+      runEventToSyncedMs: a.runEventToSyncedMs,
+      runFloorMs: a.runFloorMs,
     }),
   );
 }

@@ -111,11 +111,18 @@ export class RecordingRunner implements CommandRunner {
   readonly calls: RecordedCall[] = [];
   private readonly responders: Responder[] = [];
 
-  /** Answer calls whose `cmd args...` line starts with `prefix` (or that `match` accepts). */
-  on(match: string | ((call: RecordedCall) => boolean), result: Partial<RunResult>): this {
+  /**
+   * Answer calls whose `cmd args...` line starts with `prefix` (or that `match` accepts), with
+   * `result` or what it makes of the call.
+   */
+  on(
+    match: string | ((call: RecordedCall) => boolean),
+    result: Partial<RunResult> | ((call: RecordedCall) => Partial<RunResult>),
+  ): this {
     const test =
       typeof match === 'string' ? (c: RecordedCall) => [c.cmd, ...c.args].join(' ').startsWith(match) : match;
-    this.responders.push((c) => (test(c) ? result : undefined));
+    const answer = typeof result === 'function' ? result : () => result;
+    this.responders.push((c) => (test(c) ? answer(c) : undefined));
     return this;
   }
 

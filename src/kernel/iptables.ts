@@ -138,6 +138,19 @@ export class Iptables {
     return r.stdout;
   }
 
+  /**
+   * One chain's rules as `iptables -S` prints them (iptables-save's form, after a `-N` or
+   * `-P` line), or null when the chain does not exist (exit 1: legacy says "No chain...",
+   * iptables-nft 1.8.9 misleadingly "...is incompatible"). Any other failure throws.
+   */
+  async listChain(family: IPFamily, table: string, chain: string): Promise<string | null> {
+    const args = [...this.wait, '-t', table, '-S', chain];
+    const r = await this.runner.run(this.binary(family, 'iptables'), args, { reject: false });
+    if (r.exitCode === 0) return r.stdout;
+    if (r.exitCode === 1) return null;
+    throw this.failure(family, args, r);
+  }
+
   /** Creates a chain if missing; returns whether it existed. */
   async ensureChain(family: IPFamily, table: string, chain: string): Promise<boolean> {
     const args = [...this.wait, '-t', table, '-N', chain];

@@ -45,6 +45,11 @@ export interface ProxyBackend {
   sync(snapshot: Snapshot, request: SyncRequest): Promise<BackendSyncResult>;
   /** true when the kernel lost our state behind our back (canary chain gone): force a full sync */
   lostState(): Promise<boolean>;
+  /**
+   * Called once when the proxy starts, before the source's initial list: a backend may start
+   * reading the kernel for its first sync meanwhile. Must not throw.
+   */
+  starting?(): void;
 }
 
 /** Where objects come from: manifests or the API server. */

@@ -319,4 +319,8 @@ export class ConntrackCleaningBackend implements ProxyBackend {
   lostState(): Promise<boolean> {
     return this.inner.lostState();
   }
+
+  starting(): void {
+    this.inner.starting?.();
+  }
 }

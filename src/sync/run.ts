@@ -129,6 +129,7 @@ async function assemble(opts: ProxyOptions, loopStarts: boolean): Promise<Runnin
     'starting',
   );
   if (loopStarts) loop.start();
+  for (const b of backends) b.starting?.();
   try {
     await opts.source.start(
       (event) => {

@@ -15,6 +15,7 @@ import {
 } from '../../src/config/kubeproxy.js';
 import { parseYamlDocument, parseYamlDocuments } from '../../src/config/yaml.js';
 import type { IPFamily } from '../../src/model/ip.js';
+import type { ObjectEvent } from '../../src/model/store.js';
 import { objectsFromDocuments } from '../../src/sources/manifests.js';
 import { type RenderOnceResult, renderIpvsOnce, renderOnce } from '../../src/sync/render-once.js';
 
@@ -64,7 +65,16 @@ function loadScope(dir: string): SyncScope {
   };
 }
 
-function loadInputs(s: Scenario, mode: 'iptables' | 'ipvs') {
+export interface ScenarioInputs {
+  events: ObjectEvent[];
+  config: KubeProxyConfiguration;
+  host: HostFacts;
+  /** iptables mode only: IPVS renders are always the whole desired state */
+  scope: SyncScope;
+}
+
+/** What a scenario renders from in `mode`: its objects, configuration, host facts and sync scope. */
+export function scenarioInputs(s: Scenario, mode: 'iptables' | 'ipvs' = 'iptables'): ScenarioInputs {
   const clusterPath = join(s.dir, 'cluster.yaml');
   const { events } = objectsFromDocuments(
     parseYamlDocuments(readFileSync(clusterPath, 'utf8'), clusterPath),
@@ -81,14 +91,15 @@ function loadInputs(s: Scenario, mode: 'iptables' | 'ipvs') {
   const hostPath = join(s.dir, 'host.yaml');
   const hostText = readOptional(hostPath);
   const host: HostFacts = hostText === null ? neutralHostFacts() : loadHostFacts(hostText, hostPath);
-  return { events, config, host };
+  return { events, config, host, scope: loadScope(s.dir) };
 }
 
 export function renderScenario(s: Scenario, family: IPFamily): RenderOnceResult {
-  return renderOnce({ ...loadInputs(s, 'iptables'), family, scope: loadScope(s.dir) });
+  return renderOnce({ ...scenarioInputs(s), family });
 }
 
 /** IPVS mode: the whole desired state (a scenario's sync.yaml, a partial-sync scope, does not apply). */
 export function renderIpvsScenario(s: Scenario, family: IPFamily): RenderOnceResult<IpvsRender> {
-  return renderIpvsOnce({ ...loadInputs(s, 'ipvs'), family });
+  const { scope: _partialScope, ...inputs } = scenarioInputs(s, 'ipvs');
+  return renderIpvsOnce({ ...inputs, family });
 }

@@ -25,6 +25,13 @@ function applyModel(kernel: Kernel, tables: readonly RestoreTable[]): void {
       kernel.set(t.name, chains);
     }
     for (const [c, rules] of t.chains) chains.set(c, rules);
+    // Commands: rules appended to chains the input does not declare.
+    for (const rule of t.commands ?? []) {
+      const chain = rule.split(' ')[1]!;
+      expect(rule.startsWith('-A '), rule).toBe(true);
+      expect(chains.has(chain), `${rule}: appended to a missing chain`).toBe(true);
+      chains.set(chain, [...chains.get(chain)!, rule]);
+    }
     for (const c of t.deleted) chains.delete(c);
   }
 }
@@ -80,7 +87,7 @@ const OPTIONS: ChunkingOptions = { threshold: 10, batchServicePorts: 7, batchRul
 describe('planTransactions', () => {
   it('keeps a sync at or below the threshold in one transaction', () => {
     const r = renderIptables(cluster(10).snapshot(), ctx);
-    const plan = planTransactions(r.filter, r.nat, 10, OPTIONS);
+    const plan = planTransactions(r.filter, r.nat, OPTIONS);
     expect(plan.precreate).toEqual([]);
     expect(plan.transactions).toEqual([[r.filter, r.nat]]);
   });
@@ -94,7 +101,7 @@ describe('planTransactions', () => {
       existingChains: before.activeChains,
     });
     expect(r.staleChains.length).toBeGreaterThan(0);
-    const plan = planTransactions(r.filter, r.nat, snap.servicePorts.length, OPTIONS);
+    const plan = planTransactions(r.filter, r.nat, OPTIONS);
     const early = plan.transactions.slice(0, -1);
     const last = plan.transactions.at(-1)!;
 
@@ -150,7 +157,8 @@ describe('planTransactions', () => {
         fc.integer({ min: 1, max: 20 }),
         fc.integer({ min: 5, max: 400 }),
         fc.boolean(),
-        (services, seed, batchServicePorts, batchRules, fromOld) => {
+        fc.boolean(),
+        (services, seed, batchServicePorts, batchRules, fromOld, append) => {
           const kernel: Kernel = new Map();
           let existing: Set<string> | null = null;
           if (fromOld) {
@@ -165,7 +173,18 @@ describe('planTransactions', () => {
             existingChains: existing,
           });
           const options = { threshold: 10, batchServicePorts, batchRules };
-          const plan = planTransactions(r.filter, r.nat, snap.servicePorts.length, options);
+          // From empty, the entry chains may be filled by appending (nothing jumps to them).
+          const kernelNat = new Set(kernel.get('nat')?.keys() ?? []);
+          const plan = planTransactions(r.filter, r.nat, options, {
+            nat: kernelNat,
+            appendEntryChains: append && !fromOld,
+          });
+          if (append && !fromOld) {
+            expect(plan.transactions.at(-1)![1]!.chains.has('KUBE-SERVICES')).toBe(false);
+            expect(plan.transactions.slice(0, -1).some((tx) => (tx[0]!.commands ?? []).length > 0)).toBe(
+              true,
+            );
+          }
           for (const { table, chain } of plan.precreate) {
             let chains = kernel.get(table);
             if (!chains) {
@@ -193,6 +212,6 @@ describe('planTransactions', () => {
 
   it('rejects batch sizes below 1', () => {
     const r = renderIptables(cluster(12).snapshot(), ctx);
-    expect(() => planTransactions(r.filter, r.nat, 12, { ...OPTIONS, batchServicePorts: 0 })).toThrow(/>= 1/);
+    expect(() => planTransactions(r.filter, r.nat, { ...OPTIONS, batchServicePorts: 0 })).toThrow(/>= 1/);
   });
 });

@@ -1,7 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { buildRenderContext, type IptablesOptions } from '../../src/backends/iptables/context.js';
-import { IptablesRenderer, renderIptables, type SyncScope } from '../../src/backends/iptables/render.js';
+import {
+  addStaleChains,
+  FULL_SYNC,
+  IptablesRenderer,
+  renderIptables,
+  type SyncScope,
+} from '../../src/backends/iptables/render.js';
 import type { TopologyOptions } from '../../src/model/categorize.js';
 import type { IPFamily } from '../../src/model/ip.js';
 import { nodeInfoFrom, SnapshotBuilder } from '../../src/model/snapshot.js';
@@ -78,6 +84,7 @@ describe('renderIptables invariants over random clusters', () => {
           expect(render.staleChains).toEqual([]);
           // the declared service chains are exactly the active ones
           const p = readText(render.text);
+          expect(render.stats.restoreLines).toBe(render.text.split('\n').length - 1);
           const declaredService = p.declared.nat!.filter((c) => !isFixedChain('nat', c));
           expect(new Set(declaredService)).toEqual(render.activeChains);
         }
@@ -142,6 +149,18 @@ describe('renderIptables invariants over random clusters', () => {
           checkNormalForm(partial.text);
           checkTargetsDeclared(pp, full.activeChains);
           expect(partial.staleChains).toEqual(['KUBE-SEP-STALESTALESTALE1', 'KUBE-SVC-GONEGONEGONEGONE']);
+          // A full render made without the kernel's chains, with the stale ones added after
+          // (how a full sync renders while iptables-save runs), is the full render made with them.
+          const withExisting = renderIptables(snapshot, ctx, {
+            full: true,
+            changedServices: new Set(),
+            existingChains: existing,
+          });
+          const staleAfter = renderIptables(snapshot, ctx, FULL_SYNC);
+          addStaleChains(staleAfter, existing);
+          expect(staleAfter.text).toBe(withExisting.text);
+          expect(staleAfter.staleChains).toEqual(withExisting.staleChains);
+          expect(staleAfter.stats).toEqual(withExisting.stats);
           expect(pp.deleted.nat).toEqual(partial.staleChains);
           for (const stale of partial.staleChains) {
             expect(pp.declared.nat).toContain(stale);

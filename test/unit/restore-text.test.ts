@@ -106,11 +106,17 @@ describe('parseRestore', () => {
     expect(nat!.chains.get('PREROUTING')).toEqual(['-A PREROUTING -j KUBE-SERVICES']);
   });
 
+  it('keeps inserts (the jump rules a full sync adds) as commands', () => {
+    const [nat] = parseRestore(lines('*nat', '-I PREROUTING 1 -j KUBE-SERVICES', 'COMMIT'));
+    expect(nat!.commands).toEqual(['-I PREROUTING 1 -j KUBE-SERVICES']);
+    expect(nat!.chains.size).toBe(0);
+  });
+
   it.each([
     [lines('*mangle', 'COMMIT'), /line 1: unsupported table mangle/],
     [lines(':KUBE-SERVICES - [0:0]'), /line 1: .* outside a table/],
     [lines('*nat', '-A KUBE-SERVICES -j X'), /missing COMMIT/],
-    [lines('*nat', '-I KUBE-SERVICES 1 -j X', 'COMMIT'), /line 2: cannot read/],
+    [lines('*nat', '-D KUBE-SERVICES -j X', 'COMMIT'), /line 2: cannot read/],
     [lines('*nat', 'garbage', 'COMMIT'), /line 2: cannot read/],
   ])('refuses malformed input %#', (input, message) => {
     expect(() => parseRestore(input)).toThrow(RestoreParseError);

@@ -5,8 +5,11 @@
  * It keeps what it needs to make partial syncs cheap and safe:
  * - the render context, rebuilt only when the node's addresses or CIDRs change it (the
  *   renderer caches per-service rules by the context object's identity);
- * - the service chains that exist: read from `iptables-save -t nat` on full syncs only,
- *   then tracked from what each successful restore left in place;
+ * - the service chains that exist: read on full syncs only, then tracked from what each
+ *   successful restore left in place. A full sync reads every table once (`iptables-save`)
+ *   and writes only the chains whose rules differ from the render (kernel-diff.ts), so a
+ *   restart over its own rules or a takeover from kube-proxy's writes (almost) nothing;
+ *   the same read tells which jump rules and canaries are missing;
  * - the rules of the fixed chains (KUBE-SERVICES, KUBE-FORWARD, ...) as last written:
  *   a partial sync that applies changes leaves out a fixed chain whose rules did not
  *   change, and `--noflush` keeps the kernel's copy. kube-proxy rewrites them on every
@@ -18,17 +21,39 @@ import type { HostFacts } from '../../config/host.js';
 import { type Backend, detectBackend, readIptablesVersion, waitFlags } from '../../kernel/backend.js';
 import type { CommandRunner } from '../../kernel/exec.js';
 import { probeHostFacts } from '../../kernel/host-probe.js';
-import { Iptables, listChains, RestoreError } from '../../kernel/iptables.js';
+import { Iptables, RestoreError } from '../../kernel/iptables.js';
 import { ensureSysctl, ROUTE_LOCALNET } from '../../kernel/sysctl.js';
 import type { Logger } from '../../log.js';
 import type { IPFamily } from '../../model/ip.js';
 import type { NodeInfo, Snapshot } from '../../model/types.js';
 import type { BackendSyncResult, ProxyBackend, SyncRequest } from '../../sync/backend.js';
 import { isServiceChain } from './chain-names.js';
-import { type ChunkingOptions, DEFAULT_CHUNKING, planTransactions } from './chunking.js';
+import {
+  type ChunkingOptions,
+  DEFAULT_CHUNKING,
+  ENTRY_CHAINS,
+  jumpTarget,
+  type KernelChains,
+  planTransactions,
+  type TransactionPlan,
+} from './chunking.js';
 import { buildRenderContext, type IptablesOptions, type RenderContext } from './context.js';
-import { canaryExists, ensureCanaries, ensureJumpRules } from './jump-rules.js';
-import { FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
+import {
+  canaryExists,
+  ensureCanaries,
+  ensureJumpTargets,
+  jumpRuleInsert,
+  missingJumpRules,
+} from './jump-rules.js';
+import {
+  dropChainsTheKernelHolds,
+  parseSavedTables,
+  type SavedChain,
+  type SavedTables,
+  savedChainFromListing,
+  savedRuleLines,
+} from './kernel-diff.js';
+import { addStaleChains, FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
 import { formatRestore, type RestoreTable, type TableName } from './restore-text.js';
 
 /** Fixed chains' rules as written, keyed `<table> <chain>`. */
@@ -69,14 +94,55 @@ export function dropUnchangedFixedChains(table: RestoreTable, lastWritten: Fixed
   return dropped;
 }
 
+/** The service chains (KUBE-SVC-..., KUBE-SEP-...) in the nat table read. */
+function serviceChainsIn(saved: SavedTables): Set<string> {
+  const out = new Set<string>();
+  for (const chain of saved.get('nat')?.keys() ?? []) if (isServiceChain(chain)) out.add(chain);
+  return out;
+}
+
 function isEmpty(table: RestoreTable): boolean {
-  return table.chains.size === 0 && table.deleted.length === 0;
+  return table.chains.size === 0 && table.deleted.length === 0 && (table.commands?.length ?? 0) === 0;
+}
+
+/**
+ * What the transaction plan needs to know of the kernel: its nat chains, and whether the
+ * entry chains may be filled by appending (empty, and nothing jumps to them yet).
+ */
+function kernelChains(saved: SavedTables): KernelChains {
+  const nat = saved.get('nat') ?? new Map();
+  const entries = new Set<string>(ENTRY_CHAINS);
+  let appendEntryChains = ENTRY_CHAINS.every((c) => (nat.get(c)?.count ?? 0) === 0);
+  for (const [name, chain] of nat) {
+    if (!appendEntryChains) break;
+    if (entries.has(name) || chain.count === 0) continue;
+    for (const rule of savedRuleLines(chain)) {
+      const target = jumpTarget(rule);
+      if (target !== undefined && entries.has(target)) {
+        appendEntryChains = false;
+        break;
+      }
+    }
+  }
+  return { nat: new Set(nat.keys()), appendEntryChains };
 }
 
 function countLines(text: string): number {
   let n = 0;
   for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
   return n;
+}
+
+/** Wall time of a sync's phases, for the sync log. */
+class PhaseTimer {
+  readonly laps: Record<string, number> = {};
+  private last = performance.now();
+
+  lap(name: string): void {
+    const now = performance.now();
+    this.laps[name] = Math.round(now - this.last);
+    this.last = now;
+  }
 }
 
 /** A sync that failed; the kernel keeps what it had (each restore is atomic). */
@@ -111,6 +177,9 @@ export interface IptablesBackendConfig {
 
 const DEFAULT_WAIT = ['-w', '5'] as const;
 
+/** A kernel read made ahead (starting()) is used by a first full sync at most this old. */
+const READ_AHEAD_MAX_AGE_MS = 60_000;
+
 export class IptablesBackend implements ProxyBackend {
   readonly family: IPFamily;
   readonly description: string;
@@ -131,6 +200,8 @@ export class IptablesBackend implements ProxyBackend {
   private lastFixed: FixedChainContents = new Map();
   private canariesMade = false;
   private afterFirstFullSync: (() => Promise<void>) | undefined;
+  /** a kernel read started by starting(), for the first full sync */
+  private readAhead: { startedMs: number; text: Promise<string> } | null = null;
 
   constructor(config: IptablesBackendConfig) {
     this.family = config.family;
@@ -162,26 +233,41 @@ export class IptablesBackend implements ProxyBackend {
       if (!full && changed) upgrade.push('node addresses or CIDRs changed the rules');
       full ||= upgrade.length > 0;
 
-      let existing: ReadonlySet<string>;
-      if (full) {
-        await this.prepareFullSync(ctx);
-        const saved = await this.iptables.save(this.family, 'nat');
-        existing = new Set(listChains(saved, 'nat').filter(isServiceChain));
-      } else {
-        existing = this.chains!;
-      }
-
+      let saved: SavedTables | null = null;
+      const phases = new PhaseTimer();
+      // A full sync reads every table once: what to write is what differs from it (spec
+      // §17). iptables-save runs while we render (the render needs the kernel's chains
+      // only for the stale ones, added after).
+      const reading = full ? this.kernelRead() : null;
+      reading?.catch(() => undefined); // awaited below; not unhandled if the render throws
       const render = this.renderer.render(snapshot, ctx, {
         full,
         changedServices: request.changedServices,
-        existingChains: existing,
+        existingChains: full ? null : this.chains!,
       });
+      phases.lap('render');
+      if (reading) {
+        saved = parseSavedTables(await reading);
+        addStaleChains(render, serviceChainsIn(saved));
+        phases.lap('read');
+        await this.prepareFullSync(ctx, saved, render);
+        phases.lap('prepare');
+      }
       const written = fixedChainContents([render.filter, render.nat]);
-      // Only a sync that carries changes skips unchanged fixed chains: the periodic sync with
-      // nothing to change rewrites them, so a chain someone flushed by hand is repaired within
-      // syncPeriod, as with kube-proxy, while churn stays cheap.
-      const skipped = full || request.changedServices.size === 0 ? [] : this.skipUnchangedFixedChains(render);
-      const restoreLines = await this.apply(render, full, snapshot.servicePorts.length);
+      // A full sync leaves out every chain the kernel already holds as rendered.
+      const kernelHeld = saved
+        ? dropChainsTheKernelHolds(render.filter, saved, this.family) +
+          dropChainsTheKernelHolds(render.nat, saved, this.family)
+        : 0;
+      if (saved) phases.lap('compare');
+      // A sync that carries changes skips the fixed chains it wrote last time unchanged. The
+      // periodic sync with nothing to change checks them against the kernel instead, so a
+      // chain someone flushed by hand is repaired within syncPeriod, as with kube-proxy.
+      let skipped: string[] = [];
+      if (!full && request.changedServices.size > 0) skipped = this.skipUnchangedFixedChains(render);
+      else if (!full) skipped = await this.skipFixedChainsTheKernelHolds(render);
+      const restoreLines = await this.apply(render, saved);
+      phases.lap('write');
 
       this.chains = render.activeChains;
       this.lastFixed = written;
@@ -195,6 +281,8 @@ export class IptablesBackend implements ProxyBackend {
         changedServices: request.changedServices.size,
         staleChains: render.staleChains.length,
         unchangedFixedChains: skipped,
+        ...(saved ? { chainsAlreadyInKernel: kernelHeld } : {}),
+        phasesMs: phases.laps,
       };
       if (full) this.log.info({ ...summary, upgradedBecause: upgrade }, 'iptables sync done');
       else this.log.debug(summary, 'iptables sync done');
@@ -221,6 +309,36 @@ export class IptablesBackend implements ProxyBackend {
     } catch (e) {
       this.log.warn({ err: e }, 'after-first-full-sync step failed; retrying after the next full sync');
     }
+  }
+
+  /**
+   * Starts reading the kernel (iptables-save) for the first sync while the source lists the
+   * cluster: at 10,000 services both take seconds, and they use different cores.
+   *
+   * The read is then older than a read made by the sync itself, by the time of the list:
+   * a chain someone else changed in between would be taken for what was read. That window
+   * exists anyway between any read and the restore that follows (kube-proxy has it too);
+   * this makes it a few seconds longer once, at start, and a read older than
+   * READ_AHEAD_MAX_AGE_MS is not used.
+   */
+  starting(): void {
+    if (this.readAhead || this.chains !== null) return;
+    const text = this.iptables.save(this.family);
+    text.catch(() => undefined); // a failed read-ahead is replaced by a read in the sync
+    this.readAhead = { startedMs: performance.now(), text };
+  }
+
+  /** iptables-save of every table: the read-ahead when there is a recent one, else a new read. */
+  private kernelRead(): Promise<string> {
+    const ahead = this.readAhead;
+    this.readAhead = null;
+    if (ahead && performance.now() - ahead.startedMs <= READ_AHEAD_MAX_AGE_MS) {
+      return ahead.text.catch((e: unknown) => {
+        this.log.warn({ err: e }, 'reading the kernel ahead failed; reading again');
+        return this.iptables.save(this.family);
+      });
+    }
+    return this.iptables.save(this.family);
   }
 
   /** True when our mangle canary chain vanished (iptables was flushed); false before we made it. */
@@ -251,15 +369,60 @@ export class IptablesBackend implements ProxyBackend {
     return { ctx, changed };
   }
 
-  private async prepareFullSync(ctx: RenderContext): Promise<void> {
-    const added = await ensureJumpRules(this.iptables, this.family);
-    if (added > 0) this.log.info({ added }, 'added missing jump rules from the built-in chains');
-    await ensureCanaries(this.iptables, this.family);
+  /**
+   * What a full sync makes sure of besides the restore input (spec §16). The chains the
+   * jump rules target and the render does not write are created here; the missing jump
+   * rules themselves are inserted by the last restore transaction (so on a fresh node
+   * nothing is reachable, and validated by nf_tables on each commit, until everything is
+   * written).
+   */
+  private async prepareFullSync(
+    ctx: RenderContext,
+    saved: SavedTables,
+    render: IptablesRender,
+  ): Promise<void> {
+    const tables: Record<string, RestoreTable> = { filter: render.filter, nat: render.nat };
+    await ensureJumpTargets(this.iptables, this.family, saved, (t, c) => tables[t]?.chains.has(c) === true);
+    await ensureCanaries(this.iptables, this.family, saved);
     this.canariesMade = true;
     // spec §13: NodePorts on 127.0.0.1 need martian-source routing of loopback addresses.
     if (ctx.family === 'IPv4' && ctx.localhostNodePorts) {
       await ensureSysctl(this.runner, ROUTE_LOCALNET, '1', this.log);
     }
+  }
+
+  /**
+   * The periodic sync's check of the fixed chains (nft): each read with `iptables -S` (at
+   * 10,000 services ~0.2 s for KUBE-SERVICES, milliseconds for the others) and left out of
+   * the restore when the kernel holds it as rendered. Rewriting them all instead, as
+   * kube-proxy does, names every service chain in one iptables-nft-restore input: ~2 s of
+   * CPU every syncPeriod, during which changes wait. With legacy every restore rewrites
+   * the whole table anyway, and each read would copy it too: it keeps rewriting them.
+   */
+  private async skipFixedChainsTheKernelHolds(render: IptablesRender): Promise<string[]> {
+    if (this.backend !== 'nft') return [];
+    const held: SavedTables = new Map();
+    const reads: Promise<void>[] = [];
+    for (const table of [render.filter, render.nat]) {
+      const chains = new Map<string, SavedChain>();
+      held.set(table.name, chains);
+      for (const chain of FIXED_CHAINS[table.name]) {
+        if (!table.chains.has(chain)) continue;
+        // Reads only, so side by side.
+        reads.push(
+          this.iptables.listChain(this.family, table.name, chain).then((listed) => {
+            if (listed !== null) chains.set(chain, savedChainFromListing(listed));
+          }),
+        );
+      }
+    }
+    await Promise.all(reads);
+    const before = [render.filter, render.nat].map((t) => new Set(t.chains.keys()));
+    dropChainsTheKernelHolds(render.filter, held, this.family);
+    dropChainsTheKernelHolds(render.nat, held, this.family);
+    return [render.filter, render.nat].flatMap((t, i) =>
+      [...before[i]!].filter((c) => !t.chains.has(c)).map((c) => `${t.name} ${c}`),
+    );
   }
 
   private skipUnchangedFixedChains(render: IptablesRender): string[] {
@@ -269,11 +432,25 @@ export class IptablesBackend implements ProxyBackend {
     ];
   }
 
-  /** Writes the render; returns the restore lines written (0 when there was nothing to do). */
-  private async apply(render: IptablesRender, full: boolean, servicePorts: number): Promise<number> {
-    const plan = full
-      ? planTransactions(render.filter, render.nat, servicePorts, this.chunking)
-      : { precreate: [], transactions: [[render.filter, render.nat]] };
+  /**
+   * Writes the render (a full sync: what differs from `saved`, the kernel's state as read,
+   * and the missing jump rules); returns the restore lines written (0 when there was
+   * nothing to do).
+   */
+  private async apply(render: IptablesRender, saved: SavedTables | null): Promise<number> {
+    let plan: TransactionPlan = { precreate: [], transactions: [[render.filter, render.nat]] };
+    if (saved) {
+      plan = planTransactions(render.filter, render.nat, this.chunking, kernelChains(saved));
+      const jumps = missingJumpRules(saved, this.family);
+      if (jumps.length > 0) {
+        const last = plan.transactions.at(-1)!;
+        for (const table of last) {
+          const inserts = jumps.filter((j) => j.table === table.name).map(jumpRuleInsert);
+          if (inserts.length > 0) table.commands = [...(table.commands ?? []), ...inserts];
+        }
+        this.log.info({ added: jumps.length }, 'adding missing jump rules from the built-in chains');
+      }
+    }
     for (const { table, chain } of plan.precreate) await this.iptables.ensureChain(this.family, table, chain);
     let lines = 0;
     const total = plan.transactions.length;

@@ -11,6 +11,8 @@ import type { CommandRunner } from '../../kernel/exec.js';
 import { CommandError } from '../../kernel/exec.js';
 import type { Iptables } from '../../kernel/iptables.js';
 import type { IPFamily } from '../../model/ip.js';
+import { type SavedTables, savedRuleLines } from './kernel-diff.js';
+import { savedForm } from './saved-form.js';
 
 export interface JumpRule {
   table: 'filter' | 'nat';
@@ -61,6 +63,66 @@ export const JUMP_RULES: readonly JumpRule[] = [
 export const CANARY_CHAIN = 'KUBE-PROXY-CANARY';
 export const CANARY_TABLES = ['mangle', 'nat', 'filter'] as const;
 
+/** The rule as an `-A` line of restore input (arguments with spaces quoted). */
+export function jumpRuleLine(rule: JumpRule): string {
+  const args = rule.args.map((a) => (/^[^\s"\\']+$/.test(a) ? a : `"${a}"`));
+  return `-A ${rule.from} ${args.join(' ')}`;
+}
+
+/**
+ * The rule as a restore-input command that prepends it (`-I FROM 1 ...`): inserting the
+ * missing ones in JUMP_RULES order, each at the top, gives what ensureJumpRules gives.
+ */
+export function jumpRuleInsert(rule: JumpRule): string {
+  return `-I ${rule.from} 1${jumpRuleLine(rule).slice(`-A ${rule.from}`.length)}`;
+}
+
+/**
+ * The jump rules missing from the kernel's state as read (parsed iptables-save output), in
+ * JUMP_RULES order. Exact: every rule here is in the saved-form vocabulary (checked against
+ * the real tools by test/kernel/jump-rules-saved.test.ts), so a rule that is there is
+ * never reported missing.
+ */
+export function missingJumpRules(saved: SavedTables, family: IPFamily): JumpRule[] {
+  return JUMP_RULES.filter((rule) => !savedHasRule(saved, rule, family));
+}
+
+/**
+ * Creates, where the kernel's state (as read) lacks them, the chains the jump rules target;
+ * not those `written` says the restore input declares (it creates them before the jump
+ * rules it inserts).
+ */
+export async function ensureJumpTargets(
+  iptables: Iptables,
+  family: IPFamily,
+  saved: SavedTables,
+  written: (table: string, chain: string) => boolean = () => false,
+): Promise<void> {
+  for (const rule of JUMP_RULES) {
+    if (saved.get(rule.table)?.has(rule.to) || written(rule.table, rule.to)) continue;
+    await iptables.ensureChain(family, rule.table, rule.to);
+    noteCreated(saved, rule.table, rule.to);
+  }
+}
+
+/** Whether iptables-save output (parsed) shows the rule in its chain; false when unsure. */
+export function savedHasRule(saved: SavedTables, rule: JumpRule, family: IPFamily): boolean {
+  const chain = saved.get(rule.table)?.get(rule.from);
+  const form = savedForm(jumpRuleLine(rule), family);
+  return chain !== undefined && form !== null && savedRuleLines(chain).includes(form);
+}
+
+/** Records a chain just created (empty) in what was read, so later comparisons see it. */
+function noteCreated(saved: SavedTables | undefined, table: string, chain: string): void {
+  if (!saved) return;
+  let chains = saved.get(table);
+  if (!chains) {
+    chains = new Map();
+    saved.set(table, chains);
+  }
+  if (!chains.has(chain)) chains.set(chain, { builtin: false, rules: '', count: 0 });
+}
+
 /**
  * Creates each target chain if missing (a jump to a missing chain is refused), then
  * prepends each jump rule that is not there (iptables mode's by default). Returns how many
@@ -80,9 +142,17 @@ export async function ensureJumpRules(
   return added;
 }
 
-/** Creates KUBE-PROXY-CANARY in mangle, nat and filter where missing. */
-export async function ensureCanaries(iptables: Iptables, family: IPFamily): Promise<void> {
-  for (const table of CANARY_TABLES) await iptables.ensureChain(family, table, CANARY_CHAIN);
+/** Creates KUBE-PROXY-CANARY in mangle, nat and filter where missing (per `saved`, when given). */
+export async function ensureCanaries(
+  iptables: Iptables,
+  family: IPFamily,
+  saved?: SavedTables,
+): Promise<void> {
+  for (const table of CANARY_TABLES) {
+    if (saved?.get(table)?.has(CANARY_CHAIN)) continue;
+    await iptables.ensureChain(family, table, CANARY_CHAIN);
+    noteCreated(saved, table, CANARY_CHAIN);
+  }
 }
 
 /**

@@ -9,7 +9,13 @@
 import type { ServicePortState, Snapshot } from '../../model/types.js';
 import { isServiceChain } from './chain-names.js';
 import { LARGE_CLUSTER_ENDPOINTS, type RenderContext } from './context.js';
-import { emptyTable, formatRestore, type RestoreTable, type TableName } from './restore-text.js';
+import {
+  emptyTable,
+  formatRestore,
+  type RestoreTable,
+  restoreLineCount,
+  type TableName,
+} from './restore-text.js';
 import { renderServicePort, type ServicePortRules } from './service-rules.js';
 
 /** The chains every render declares and fills in full, whatever the scope. */
@@ -61,7 +67,12 @@ export interface IptablesRender {
   /** the text of the service chains' rule lists in `nat`: pass it to formatRestore with these tables */
   ruleTexts: ReadonlyMap<readonly string[], string>;
   stats: RenderStats;
-  text: string;
+  /**
+   * The restore input of `filter` and `nat` as rendered, made on first read (a full sync's
+   * applier writes what differs from the kernel, never this text; at 10,000 services it is
+   * 37 MB). Read it before editing the tables.
+   */
+  readonly text: string;
 }
 
 const NODEPORTS_COMMENT =
@@ -132,6 +143,28 @@ export function renderIptables(
   return new IptablesRenderer().render(snapshot, ctx, scope);
 }
 
+/**
+ * Adds to a full render made without the kernel's chains (existingChains null) the stale
+ * ones: service chains `existing` has that the render does not keep, flushed and deleted
+ * as allChains would have made them. Read the render's text only after this.
+ */
+export function addStaleChains(render: IptablesRender, existing: ReadonlySet<string>): void {
+  const stale = staleOf(render.activeChains, existing);
+  if (stale.length === 0) return;
+  for (const chain of stale) render.nat.chains.set(chain, []);
+  render.nat.deleted = [...render.nat.deleted, ...stale];
+  render.staleChains = [...render.staleChains, ...stale];
+  render.stats.restoreLines += 2 * stale.length;
+}
+
+function staleOf(active: ReadonlySet<string>, existing: ReadonlySet<string>): string[] {
+  const stale: string[] = [];
+  for (const chain of existing) {
+    if (!active.has(chain) && isServiceChain(chain)) stale.push(chain);
+  }
+  return stale.sort();
+}
+
 /** Active chains from every service port; stale = the existing service chains not among them. */
 function allChains(
   snapshot: Snapshot,
@@ -140,13 +173,7 @@ function allChains(
 ): ChainState {
   const active = new Set<string>();
   for (const sp of snapshot.servicePorts) for (const { chain } of rulesOf(sp).own) active.add(chain);
-  const stale: string[] = [];
-  if (existingChains) {
-    for (const chain of existingChains) {
-      if (!active.has(chain) && isServiceChain(chain)) stale.push(chain);
-    }
-  }
-  return { active, stale: stale.sort() };
+  return { active, stale: existingChains ? staleOf(active, existingChains) : [] };
 }
 
 /**
@@ -266,7 +293,7 @@ function assemble(
     '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
   );
 
-  const text = formatRestore([filter, nat], ruleTexts);
+  let text: string | null = null;
   let filterRules = 0;
   for (const r of filter.chains.values()) filterRules += r.length;
   const fixedNat = nServices.length + nNodePorts.length + postrouting.length + 1; /* KUBE-MARK-MASQ */
@@ -277,14 +304,17 @@ function assemble(
     staleChains,
     largeCluster,
     ruleTexts,
-    text,
+    get text() {
+      text ??= formatRestore([filter, nat], ruleTexts);
+      return text;
+    },
     stats: {
       servicePorts: snapshot.servicePorts.length,
       endpoints: snapshot.totalEndpoints,
       filterRules,
       natRules: fixedNat + ownRules,
       natChains: 4 + activeChains.size,
-      restoreLines: countLines(text),
+      restoreLines: restoreLineCount([filter, nat]),
       noLocalEndpointsInternal: noLocalInternal,
       noLocalEndpointsExternal: noLocalExternal,
     },
@@ -293,10 +323,4 @@ function assemble(
 
 function pushAll(target: string[], items: readonly string[]): void {
   for (const item of items) target.push(item);
-}
-
-function countLines(text: string): number {
-  let n = 0;
-  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
-  return n;
 }

@@ -18,6 +18,12 @@ export interface RestoreTable {
   chains: Map<string, readonly string[]>;
   /** chains deleted (`-X`) after the rules */
   deleted: string[];
+  /**
+   * command lines written after the declared chains' rules and before the deletions:
+   * rules appended to chains the input does not declare (`-A`, no flush), jump rules
+   * inserted into built-in chains (`-I`). Only the applier's transactions use it.
+   */
+  commands?: string[];
 }
 
 export function emptyTable(name: TableName): RestoreTable {
@@ -86,11 +92,22 @@ export function formatRestore(
       const rules = table.chains.get(c)!;
       if (rules.length > 0) out.push(joined.get(rules) ?? rules.join('\n'));
     }
+    if (table.commands && table.commands.length > 0) out.push(table.commands.join('\n'));
     for (const c of table.deleted) out.push(`-X ${c}`);
     out.push('COMMIT');
   }
   out.push('');
   return out.join('\n');
+}
+
+/** The lines formatRestore writes for these tables, without writing them. */
+export function restoreLineCount(tables: readonly RestoreTable[]): number {
+  let n = 0;
+  for (const table of tables) {
+    n += 2 + table.chains.size + table.deleted.length + (table.commands?.length ?? 0); // *table, COMMIT
+    for (const rules of table.chains.values()) n += rules.length;
+  }
+  return n;
 }
 
 export class RestoreParseError extends Error {}
@@ -131,11 +148,16 @@ export function parseRestore(text: string): RestoreTable[] {
       if (!table.chains.has(chain)) table.chains.set(chain, []);
       return;
     }
-    const m = /^-([AX]) (\S+)/.exec(line);
+    const m = /^-([AXI]) (\S+)/.exec(line);
     if (!m) throw new RestoreParseError(`${where}: cannot read ${JSON.stringify(line)}`);
     const chain = m[2]!;
     if (m[1] === 'X') {
       table.deleted.push(chain);
+      return;
+    }
+    if (m[1] === 'I') {
+      table.commands ??= [];
+      table.commands.push(line);
       return;
     }
     getOrCreate(table.chains, chain, () => []).push(line);
