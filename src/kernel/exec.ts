@@ -126,6 +126,28 @@ export class RecordingRunner implements CommandRunner {
     return this;
   }
 
+  /**
+   * Models sysctl as procps runs it: `sysctl -n NAME` answers the value (`fallback` for a
+   * key never set), `sysctl -q -w NAME=VALUE` sets it and exits 0, also for a `readOnly`
+   * key it does not change (as the real tool does when the kernel refuses).
+   */
+  modelSysctls(
+    values: Map<string, string> = new Map(),
+    options: { fallback?: string; readOnly?: ReadonlySet<string> } = {},
+  ): this {
+    this.responders.push((c) => {
+      if (c.cmd !== 'sysctl') return undefined;
+      if (c.args[0] === '-n') return { stdout: `${values.get(c.args[1]!) ?? options.fallback ?? ''}\n` };
+      const assignment = c.args.find((a) => a.includes('='));
+      if (assignment) {
+        const [name, value] = assignment.split('=') as [string, string];
+        if (!options.readOnly?.has(name)) values.set(name, value);
+      }
+      return {};
+    });
+    return this;
+  }
+
   async run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     const call: RecordedCall = { cmd, args: [...args] };
     if (options.input !== undefined) call.input = options.input;

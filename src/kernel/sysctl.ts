@@ -36,7 +36,11 @@ export async function writeSysctl(runner: CommandRunner, name: string, value: st
   await runner.run('sysctl', ['-q', '-w', `${name}=${value}`], { timeoutMs: 10_000 });
 }
 
-/** Sets `name` to `value` unless it already has it; returns whether it wrote. */
+/**
+ * Sets `name` to `value` unless it already has it; returns whether it wrote. The value is
+ * read back: procps' `sysctl -w` exits 0 even when the kernel refuses the write (a
+ * read-only /proc/sys, a key this namespace may not set), so its exit code proves nothing.
+ */
 export async function ensureSysctl(
   runner: CommandRunner,
   name: string,
@@ -46,6 +50,12 @@ export async function ensureSysctl(
   const current = await readSysctl(runner, name);
   if (current === value) return false;
   await writeSysctl(runner, name, value);
+  const after = await readSysctl(runner, name);
+  if (after !== value) {
+    throw new Error(
+      `sysctl ${name}=${value} did not take effect (it reads ${after === undefined ? 'nothing' : JSON.stringify(after)}): is /proc/sys writable here?`,
+    );
+  }
   log?.info({ sysctl: name, from: current ?? null, to: value }, 'set sysctl');
   return true;
 }

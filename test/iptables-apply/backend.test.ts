@@ -56,7 +56,7 @@ function setup(family: IPFamily = 'IPv4', options: IptablesOptions = testOptions
     stderr: 'iptables: Bad rule (does a matching rule exist in that chain?).',
   });
   runner.on((c) => c.cmd.endsWith('-save'), { stdout: SAVED_NAT });
-  runner.on('sysctl -n', { stdout: '0\n' });
+  runner.modelSysctls(new Map(), { fallback: '0' });
   const backend = new IptablesBackend({
     runner,
     backend: 'nft',
@@ -428,7 +428,7 @@ describe('IptablesBackend: default chunking per backend', () => {
       ['nft', (n: number) => expect(n).toBeGreaterThan(5)],
       ['legacy', (n: number) => expect(n).toBe(1)],
     ] as const) {
-      const runner = new RecordingRunner();
+      const runner = new RecordingRunner().modelSysctls();
       const backend = new IptablesBackend({
         runner,
         backend: kind,
@@ -451,7 +451,7 @@ describe('createIptablesBackends', () => {
         stdout: '[{"ifname":"eth0","addr_info":[{"family":"inet","local":"192.168.0.2","prefixlen":24}]}]',
       })
       .on('nfacct list', { exitCode: 1 })
-      .on('sysctl -n', { stdout: '0\n' });
+      .modelSysctls(new Map(), { fallback: '0' });
     const seen: unknown[] = [];
     const backends = await createIptablesBackends({
       runner,

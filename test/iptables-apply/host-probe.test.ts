@@ -128,8 +128,8 @@ describe('probeHostFacts', () => {
 });
 
 describe('sysctl', () => {
-  it('reads, writes only when needed, and refuses odd names and values', async () => {
-    const runner = new RecordingRunner().on('sysctl -n net.ipv4.conf.all.route_localnet', { stdout: '1\n' });
+  it('reads, writes only when needed, checks the write took, and refuses odd names and values', async () => {
+    const runner = new RecordingRunner().modelSysctls(new Map([['net.ipv4.conf.all.route_localnet', '1']]));
     expect(await readSysctl(runner, 'net.ipv4.conf.all.route_localnet')).toBe('1');
     expect(await ensureSysctl(runner, 'net.ipv4.conf.all.route_localnet', '1')).toBe(false);
     expect(await ensureSysctl(runner, 'net.ipv4.ip_forward', '1')).toBe(true);
@@ -138,8 +138,18 @@ describe('sysctl', () => {
       'sysctl -n net.ipv4.conf.all.route_localnet',
       'sysctl -n net.ipv4.ip_forward',
       'sysctl -q -w net.ipv4.ip_forward=1',
+      'sysctl -n net.ipv4.ip_forward',
     ]);
     await expect(readSysctl(runner, '../../etc/passwd')).rejects.toThrow(/not a sysctl name/);
     await expect(writeSysctl(runner, 'net.ipv4.ip_forward', '1 2')).rejects.toThrow(/not a plain value/);
+  });
+
+  it('a write the kernel ignored while sysctl exited 0 is an error naming the key', async () => {
+    const runner = new RecordingRunner().modelSysctls(new Map([['net.ipv4.vs.conntrack', '0']]), {
+      readOnly: new Set(['net.ipv4.vs.conntrack']),
+    });
+    await expect(ensureSysctl(runner, 'net.ipv4.vs.conntrack', '1')).rejects.toThrow(
+      /net\.ipv4\.vs\.conntrack=1 did not take effect \(it reads "0"\)/,
+    );
   });
 });
