@@ -123,6 +123,8 @@ export function serviceArgs(vs: ServiceId): string[] {
 export interface IpvsadmTool {
   /** `ipvsadm -Sn`: the whole table, every family */
   readTable(): Promise<IpvsTable>;
+  /** `ipvsadm -Ln`: the whole table with each real server's connection counts */
+  readTableWithCounts(): Promise<IpvsTable>;
   /** `ipvsadm -Ln -t|-u|--sctp-service ADDR:PORT`: one virtual server with connection counts; null if missing */
   readService(vs: ServiceId): Promise<KernelVirtualServer | null>;
   /** `ipvsadm -R`; throws IpvsadmRestoreError on a non-zero exit or any stderr */
@@ -149,6 +151,10 @@ export class Ipvsadm implements IpvsadmTool {
 
   async readTable(): Promise<IpvsTable> {
     return parseIpvsadmSave(await this.read(['-S', '-n']));
+  }
+
+  async readTableWithCounts(): Promise<IpvsTable> {
+    return parseIpvsadmList(await this.read(['-L', '-n']));
   }
 
   async readService(vs: ServiceId): Promise<KernelVirtualServer | null> {
