@@ -210,7 +210,7 @@ export const IPVSADM_SCRIPTS: ToolScript[] = [
 ];
 
 /** Read after each ipvsadm script, then the table is cleared and the timeouts set back. */
-export const IPVSADM_FINAL: ToolStep[] = [ipvsadm('-Sn'), ipvsadm('-Ln'), ipvsadm('-L --timeout')];
+export const IPVSADM_FINAL: ToolStep[] = [ipvsadm('-Sn'), ipvsadm('-Ln')];
 export const IPVSADM_RESET: ToolStep[] = [ipvsadm('-C'), ipvsadm('--set 900 120 300')];
 
 // ---------------------------------------------------------------------------------------------

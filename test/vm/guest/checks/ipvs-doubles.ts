@@ -3,7 +3,7 @@
  * ip_vs and dummy: the same command scripts (test/ipvs-apply/tool-scripts.ts) through real
  * ipvsadm, ipset and ip (kube-ipvs0 as a real dummy link, IPv6 DAD on as on a node) and
  * through the doubles; every step's exit code, stdout and stderr, and the state each
- * script leaves (`ipvsadm -Sn`, `-Ln`, timeouts; `ipset save`), must be the same. The
+ * script leaves (`ipvsadm -Sn`, `-Ln`; `ipset save`), must be the same. The
  * host tests and the applier's tests run on these doubles, so this is what makes them
  * evidence about the real tools.
  */
@@ -67,7 +67,7 @@ export default async function (t: CheckContext): Promise<void> {
     ),
   );
   t.note(
-    `ipvsadm: ${IPVSADM_SCRIPTS.length} scripts, ${ipvsadmSteps} steps (+ -Sn, -Ln, --timeout after each), ${Math.round(performance.now() - started)} ms`,
+    `ipvsadm: ${IPVSADM_SCRIPTS.length} scripts, ${ipvsadmSteps} steps (+ -Sn and -Ln after each), ${Math.round(performance.now() - started)} ms`,
   );
 
   const ipset: PlayPlan = {
