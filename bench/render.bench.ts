@@ -21,7 +21,9 @@
  * compile.ts); `--manifest-rounds <n>` (default 3); `--no-kernel` skips the kernel and run
  * parts (skipped anyway, with the reason, without root or `ip netns`); `--backends
  * nft,legacy`; `--kernel-time-box <seconds>` (default 600) stops one kernel or run child that
- * takes longer. Exits non-zero when a partial render or a partial apply does not write
+ * takes longer; `--ipvs` adds the IPVS rows, measured in the VM guest (see bench/ipvs.ts; it
+ * boots qemu, and 10000x10's cold start takes minutes there), `--ipvs-time-box <seconds>`
+ * (default 2400) bounds that guest run. Exits non-zero when a partial render or a partial apply does not write
  * exactly what it should, or a child fails.
  */
 import { spawnSync } from 'node:child_process';
@@ -30,6 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from '../src/kernel/backend.js';
 import { compileBench, compiledCli } from './compile.js';
+import { checkIpvsTargets, ipvsJsonLines, ipvsTable, ipvsUnavailableReason, runIpvsBench } from './ipvs.js';
 import { type KernelResult, notMeasured, runKernelScenario } from './kernel-scenario.js';
 import { type ManifestLoadResult, runManifestLoad } from './manifest-load.js';
 import { backendUnavailableReason, kernelUnavailableReason, sweepNamespaces } from './netns.js';
@@ -376,6 +379,8 @@ async function main(): Promise<number> {
       backends: { type: 'string' },
       'kernel-time-box': { type: 'string' },
       'manifest-rounds': { type: 'string' },
+      ipvs: { type: 'boolean' },
+      'ipvs-time-box': { type: 'string' },
     },
     strict: true,
   });
@@ -398,8 +403,9 @@ async function main(): Promise<number> {
     );
     return result.failures.length > 0 ? 1 : 0;
   }
-  return runAll({
-    scenarios: values.scenarios ? values.scenarios.split(',') : DEFAULT_SCENARIOS,
+  const scenarios = values.scenarios ? values.scenarios.split(',') : DEFAULT_SCENARIOS;
+  const code = runAll({
+    scenarios,
     suites: parseSuites(values.suites),
     compiled: values.compiled === true,
     noKernel: values['no-kernel'] === true,
@@ -407,6 +413,26 @@ async function main(): Promise<number> {
     timeBoxS: parseTimeBox(values['kernel-time-box']),
     manifestRounds: parseRounds(values['manifest-rounds']),
   });
+  if (!values.ipvs || code === 130) return code;
+  return Math.max(code, await runIpvsRows(scenarios, parseTimeBox(values['ipvs-time-box'] ?? '2400')));
+}
+
+/** The IPVS rows (`--ipvs`): in the VM guest; printed after everything else. */
+async function runIpvsRows(scenarios: readonly string[], timeBoxS: number): Promise<number> {
+  const reason = ipvsUnavailableReason();
+  if (reason) {
+    console.log(`IPVS benchmark skipped: ${reason}`);
+    return 0;
+  }
+  process.stderr.write(`ipvs ${scenarios.join(',')} in the VM guest ...\n`);
+  const run = await runIpvsBench(scenarios, timeBoxS);
+  console.log('');
+  console.log(ipvsTable(run));
+  console.log('');
+  for (const line of targetLines(checkIpvsTargets(run.results))) console.log(line);
+  for (const m of run.messages) console.log(m);
+  for (const line of ipvsJsonLines(run)) console.log(line);
+  return run.failed ? 1 : 0;
 }
 
 process.exitCode = await main();

@@ -10,8 +10,14 @@ import { cleanupIptables } from './backends/iptables/cleanup.js';
 import type { IpvsBackend } from './backends/ipvs/backend.js';
 import { desiredIpvsState } from './backends/ipvs/desired.js';
 import { formatIpvsState, formatSection, IPVS_SECTIONS, type IpvsSection } from './backends/ipvs/format.js';
+import { GRACEFUL_CHECK_PERIOD_MS } from './backends/ipvs/graceful.js';
 import { removeIpvsLeftovers, removeIpvsState } from './backends/ipvs/leftovers.js';
-import { createIpvsBackends, IpvsUnsupportedError } from './backends/ipvs/setup.js';
+import {
+  createIpvsBackends,
+  GRACEFUL_CHECK_PERIOD_ENV,
+  gracefulCheckPeriodFromEnv,
+  IpvsUnsupportedError,
+} from './backends/ipvs/setup.js';
 import { type HostFacts, loadHostFacts, neutralHostFacts } from './config/host.js';
 import {
   defaultKubeProxyConfiguration,
@@ -31,6 +37,7 @@ import { ClusterSource } from './sources/cluster.js';
 import { ManifestSource } from './sources/manifest-source.js';
 import { readManifests } from './sources/manifests.js';
 import { checkServiceAddress } from './sources/service-address.js';
+import { listenForStop } from './stop-signal.js';
 import type { ObjectSource, ProxyBackend } from './sync/backend.js';
 import { ConntrackCleaner, ConntrackCleaningBackend } from './sync/conntrack-cleanup.js';
 import { applyNodeSettings } from './sync/node-settings.js';
@@ -196,7 +203,16 @@ function iptablesBackends(hostFromFile: boolean): BackendFactory {
       ...(hostFromFile ? { hostFacts: host } : {}),
       // A node that ran IPVS mode: its state goes once iptables mode's rules are in place.
       afterFirstFullSync: async (family, iptables) => {
-        await removeIpvsLeftovers({ runner, iptables, family, excludeCIDRs: config.ipvs.excludeCIDRs, log });
+        // Virtual servers that still carry connections go once those are gone (their check period).
+        const drain = { periodMs: gracefulCheckPeriodFromEnv(process.env) ?? GRACEFUL_CHECK_PERIOD_MS };
+        await removeIpvsLeftovers({
+          runner,
+          iptables,
+          family,
+          excludeCIDRs: config.ipvs.excludeCIDRs,
+          log,
+          drain,
+        });
       },
       log,
     });
@@ -209,6 +225,12 @@ function iptablesBackends(hostFromFile: boolean): BackendFactory {
 function ipvsBackends(hostFromFile: boolean): BackendFactory {
   return async ({ families, config, host, log }) => {
     const runner = new ExecaRunner();
+    const gracefulCheckPeriodMs = gracefulCheckPeriodFromEnv(process.env);
+    if (gracefulCheckPeriodMs !== undefined)
+      log.info(
+        { gracefulCheckPeriodMs },
+        `graceful termination check period from ${GRACEFUL_CHECK_PERIOD_ENV}`,
+      );
     let backends: IpvsBackend[];
     try {
       backends = await createIpvsBackends({
@@ -217,6 +239,7 @@ function ipvsBackends(hostFromFile: boolean): BackendFactory {
         config,
         desired: (family, facts) => desiredIpvsState(ipvsOptions(config, facts), family),
         ...(hostFromFile ? { hostFacts: host } : {}),
+        ...(gracefulCheckPeriodMs !== undefined ? { gracefulCheckPeriodMs } : {}),
         log,
       });
     } catch (e) {
@@ -239,19 +262,6 @@ function withConntrackCleanup(
   return backends.map(
     (b) => new ConntrackCleaningBackend(b, new ConntrackCleaner({ family: b.family, conntrack, log })),
   );
-}
-
-/** Resolves on the first SIGTERM or SIGINT (registered before startup, so an early signal is not lost). */
-function nextStopSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
 }
 
 const STOP_GRACE_MS = 10_000;
@@ -302,7 +312,7 @@ async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
     return;
   }
 
-  const stopSignal = nextStopSignal();
+  const stopSignal = listenForStop();
   const servers = await startProxyServers({
     config,
     families: opts.family,
@@ -323,7 +333,7 @@ async function runCommand(opts: RunOptions, log: Logger): Promise<void> {
     await servers.close();
     throw e;
   }
-  const signal = await stopSignal;
+  const signal = await stopSignal.received;
   log.info({ signal }, 'stopping; the rules stay in place');
   // A sync stuck in the kernel must not keep the pod from terminating.
   const force = setTimeout(() => {

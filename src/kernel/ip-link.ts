@@ -5,7 +5,9 @@
  * - `ip link show dev NAME` exits 1 with `Device "NAME" does not exist.`;
  * - `ip -o -4|-6 addr show dev NAME` prints one line per address:
  *   `2: kube-ipvs0    inet 10.96.0.1/32 scope global kube-ipvs0\       valid_lft ...`
- *   (IPv6 on a link that is down: `inet6 fd00::10/128 scope global tentative \ ...`);
+ *   (IPv6 on a bridge that is down: `inet6 fd00::10/128 scope global tentative \ ...`; a dummy
+ *   link is NOARP, so DAD never runs on kube-ipvs0 and its IPv6 addresses are usable at once:
+ *   measured on Debian 12's kernel in the VM guest, with accept_dad=1 and the link down);
  * - `ip -batch -` stops at the first failing line (`Error: ipv4: Address already
  *   assigned.` then `Command failed -:N`, exit 1); with `-force` it goes on and reports each.
  * kube-proxy creates the link with netlink as type dummy and never sets it up.

@@ -5,13 +5,22 @@
  * - the in-memory double of ipvsadm (its command line and each `ipvsadm -R` line);
  * - tests that check what the applier sends.
  *
- * Modelled on ipvsadm.c: short options may be bundled (`-Ln`, `-Sn`), an option's value may
- * be attached or the next word, `-p`'s timeout is optional (bare `-p` = 360 s), `-b` is
- * checked against the scheduler given before it, and the commands' compulsory and illegal
- * options follow its commands_v_options table for what Switchboard and kube-proxy use.
- * A parse error carries ipvsadm's exit code: 2 for its own `fail(2, ...)` messages
- * ("illegal real server address[:port] specified", ...), 255 for popt's (an unknown option,
- * an unexpected argument such as a `#` comment).
+ * Modelled on ipvsadm.c, and checked against ipvsadm 1.31 on a real kernel (the VM guest's
+ * test/vm/guest/checks/ipvs-doubles.ts): short options may be bundled (`-Ln`, `-Sn`), an
+ * option's value may be attached or the next word, `-p`'s timeout is optional (bare `-p` =
+ * 360 s), `-b` is checked against the scheduler given before it, the first option must be a
+ * command, and the commands' compulsory and illegal options follow its commands_v_options
+ * table for what Switchboard and kube-proxy use. A direct-routing or tunnel real server
+ * takes the service's port, whatever port was given.
+ *
+ * A parse error is one of three kinds, as in ipvsadm, which matters inside `ipvsadm -R`:
+ * - `fail`: ipvsadm's own `fail(2, ...)` ("illegal real server address[:port] specified",
+ *   "unexpected argument X", ...): exit code 2, and a restore stops there;
+ * - `usage`: the line starts with no command (a `#` comment, `-t ... -A`): only "Try
+ *   `ipvsadm -h' ..." on stderr, exit code 255, and a restore stops there;
+ * - `option`: popt refused an option after the command (`--bogus: unknown option`,
+ *   `-w: missing argument`): the line fails (exit code 255 if it is the last) but a
+ *   restore goes on with the next line.
  */
 import { type IPFamily, parseIP } from '../model/ip.js';
 import type { Protocol } from '../model/types.js';
@@ -72,14 +81,31 @@ export interface IpvsadmEntry {
   tunnel?: string[];
 }
 
+export type IpvsadmParseErrorKind = 'fail' | 'usage' | 'option';
+
+/** What ipvsadm prints for a `usage` error (argv[0] is `ipvsadm` when run through PATH). */
+export const IPVSADM_TRY_HELP = "Try `ipvsadm -h' or 'ipvsadm --help' for more information.";
+
 export class IpvsadmParseError extends Error {
   override readonly name = 'IpvsadmParseError';
+  /** the exit code ipvsadm ends with (for `option`: the line's result, -1) */
+  readonly exitCode: number;
   constructor(
     message: string,
-    /** the exit code ipvsadm ends with */
-    readonly exitCode: number,
+    readonly kind: IpvsadmParseErrorKind,
   ) {
     super(message);
+    this.exitCode = kind === 'fail' ? 2 : 255;
+  }
+
+  /** Whether `ipvsadm -R` stops at this line (else it goes on with the next one). */
+  get stopsRestore(): boolean {
+    return this.kind !== 'option';
+  }
+
+  /** ipvsadm's stderr for it. */
+  get stderr(): string {
+    return this.kind === 'usage' ? `${IPVSADM_TRY_HELP}\n` : `${this.message}\n`;
   }
 }
 
@@ -87,6 +113,7 @@ export class IpvsadmParseError extends Error {
 export const DEFAULT_PERSISTENCE_SECONDS = 360;
 /** ipvsadm's MAX_TIMEOUT: 31 days. */
 const MAX_TIMEOUT = 86400 * 31;
+const INT_MAX = 2147483647;
 /** ipvsadm's default scheduler, used to check `-b` when no `-s` came first. */
 const DEFAULT_SCHEDULER = 'wlc';
 
@@ -227,11 +254,16 @@ const FLAG_LONG = new Set<string>([
 const SCHED_FLAGS_ANY = new Set(['flag-1', 'flag-2', 'flag-3']);
 
 function fail(message: string): never {
-  throw new IpvsadmParseError(message, 2);
+  throw new IpvsadmParseError(message, 'fail');
 }
 
+/** popt refused an option (`WORD: unknown option`, `WORD: missing argument`). */
 function poptFail(message: string): never {
-  throw new IpvsadmParseError(message, 255);
+  throw new IpvsadmParseError(message, 'option');
+}
+
+function usage(why: string): never {
+  throw new IpvsadmParseError(why, 'usage');
 }
 
 function number(text: string, min: number, max: number): number | null {
@@ -250,11 +282,10 @@ export function parseHostPort(
     const close = text.indexOf(']');
     if (close === -1) return null;
     host = text.slice(1, close);
+    // ipvsadm's parse_service: a bracketed address must be followed by `:PORT`
     const rest = text.slice(close + 1);
-    if (rest !== '') {
-      if (!rest.startsWith(':')) return null;
-      portText = rest.slice(1);
-    }
+    if (!rest.startsWith(':')) return null;
+    portText = rest.slice(1);
   } else {
     const colons = text.split(':').length - 1;
     if (colons === 1) {
@@ -315,8 +346,14 @@ function checkLegal(entry: IpvsadmEntry, seen: Set<string>): void {
   if (cmd === 'save' || cmd === 'restore' || cmd === 'clear' || cmd === 'set') {
     if (entry.service) illegal('service-address');
   }
-  if (entry.service?.kind === 'address' && entry.service.port === 0 && SERVICE_OPTIONS.has(cmd)) {
-    if (!entry.persistent) fail('Zero port specified for non-persistent service');
+  if (SERVICE_OPTIONS.has(cmd) && entry.service?.kind === 'address') {
+    if (entry.service.port === 0 && !entry.persistent) fail('Zero port specified for non-persistent service');
+    if (entry.onePacket && entry.service.protocol !== 'UDP')
+      fail('One-Packet Scheduling is only for UDP virtual services');
+  }
+  if (SERVER_OPTIONS.has(cmd) && entry.service && entry.server) {
+    if (entry.server.family !== entry.service.family && entry.forwarding !== 'ipip')
+      fail('Different address family is allowed only for tunneling servers');
   }
 }
 
@@ -329,12 +366,18 @@ export function parseIpvsadmArgs(argv: readonly string[]): IpvsadmEntry {
   const seen = new Set<string>();
   const positional: string[] = [];
   let i = 0;
-  const takeValue = (option: string, attached: string | undefined): string => {
+  /** popt names a refused option as it was written (`-w`, `--weight`). */
+  let written = '';
+  const takeValue = (attached: string | undefined): string => {
     if (attached !== undefined && attached !== '') return attached;
     const next = argv[i + 1];
-    if (next === undefined) poptFail(`--${option}: missing argument`);
+    if (next === undefined) poptFail(`${written}: missing argument`);
     i++;
     return next;
+  };
+  // ipvsadm reads the first option alone: anything but a command there is a usage error.
+  const firstIsCommand = (isCommand: boolean): void => {
+    if (entry.command === undefined && !isCommand) usage('the first option is not a command');
   };
   // popt's optional argument (`-p [timeout]`): attached, or the next word unless it is an option.
   const takeOptional = (attached: string | undefined): string | undefined => {
@@ -353,12 +396,15 @@ export function parseIpvsadmArgs(argv: readonly string[]): IpvsadmEntry {
       const eq = word.indexOf('=');
       const name = eq === -1 ? word.slice(2) : word.slice(2, eq);
       const attached = eq === -1 ? undefined : word.slice(eq + 1);
-      if (COMMAND_LONG[name] !== undefined) {
-        commandOf(entry, COMMAND_LONG[name]);
+      written = `--${name}`;
+      const command = COMMAND_LONG[name];
+      firstIsCommand(command !== undefined);
+      if (command !== undefined) {
+        commandOf(entry, command);
       } else if (name === 'persistent') {
         applyPersistent(entry, takeOptional(attached), seen);
       } else if (VALUE_LONG.has(name)) {
-        onValue(name as ValueOption, takeValue(name, attached));
+        onValue(name as ValueOption, takeValue(attached));
       } else if (FLAG_LONG.has(name)) {
         applyFlag(entry, name as FlagOption, seen);
       } else {
@@ -370,13 +416,15 @@ export function parseIpvsadmArgs(argv: readonly string[]): IpvsadmEntry {
       for (let c = 1; c < word.length; c++) {
         const ch = word[c]!;
         const rest = word.slice(c + 1);
+        written = `-${ch}`;
+        firstIsCommand(COMMAND_SHORT[ch] !== undefined);
         if (COMMAND_SHORT[ch] !== undefined) {
           commandOf(entry, COMMAND_SHORT[ch]);
         } else if (ch === 'p') {
           applyPersistent(entry, takeOptional(rest), seen);
           break;
         } else if (VALUE_SHORT[ch] !== undefined) {
-          onValue(VALUE_SHORT[ch], takeValue(VALUE_SHORT[ch], rest));
+          onValue(VALUE_SHORT[ch], takeValue(rest));
           break;
         } else if (FLAG_SHORT[ch] !== undefined) {
           applyFlag(entry, FLAG_SHORT[ch], seen);
@@ -388,21 +436,27 @@ export function parseIpvsadmArgs(argv: readonly string[]): IpvsadmEntry {
     }
     positional.push(word);
   }
-  if (entry.command === undefined) poptFail('no command given');
+  if (entry.command === undefined) usage('no command given');
   if (entry.command === 'set') {
-    if (positional.length !== 3) fail('--set needs 3 arguments: tcp tcpfin udp');
-    const values = positional.map((p) => number(p, 0, MAX_TIMEOUT));
-    if (values.some((v) => v === null)) fail(`invalid timeout value \`${positional.join(' ')}' specified`);
+    if (positional.length < 3) fail('--set option requires 3 timeout values');
+    const values = positional.slice(0, 3).map((p) => {
+      const n = number(p, 0, MAX_TIMEOUT);
+      if (n === null) fail(`invalid timeout value \`${p}' specified`);
+      return n;
+    });
     entry.timeouts = values as [number, number, number];
-  } else if (positional.length > 0) {
-    poptFail(`unexpected argument ${positional[0]}`);
+    positional.splice(0, 3);
   }
-  if (entry.service?.kind === 'fwmark' && seen.has('ipv6')) entry.service.family = 'IPv6';
+  if (positional.length > 0) fail(`unexpected argument ${positional[0]}`);
   const done = entry as IpvsadmEntry;
   checkLegal(done, seen);
   if (SERVER_OPTIONS.has(done.command)) {
     done.forwarding ??= 'gate';
     done.weight ??= 1;
+    // ipvsadm: a direct-routing or tunnel real server takes the service's port
+    if (done.forwarding !== 'masq' && done.service?.kind === 'address' && done.server) {
+      done.server = { ...done.server, port: done.service.port };
+    }
   }
   return done;
 }
@@ -447,6 +501,8 @@ function applyFlag(entry: Partial<IpvsadmEntry>, flag: FlagOption, seen: Set<str
       entry.tunnel = [...(entry.tunnel ?? []), `--${flag}`];
       return;
     case 'ipv6':
+      if (entry.service?.kind !== 'fwmark') fail('-6 used before -f\n');
+      entry.service.family = 'IPv6';
       return;
     default:
       entry.listOptions = [...(entry.listOptions ?? []), flag];
@@ -521,14 +577,15 @@ function applyValue(
       return;
     }
     case 'weight': {
-      const w = number(value, 0, 65535);
+      // ipvsadm 1.31 takes any int (the kernel's weight is an int); 65535 was older ipvsadm's limit
+      const w = number(value, 0, INT_MAX);
       if (w === null) fail('illegal weight specified');
       entry.weight = w;
       return;
     }
     case 'u-threshold':
     case 'l-threshold': {
-      const n = number(value, 0, 2147483647);
+      const n = number(value, 0, INT_MAX);
       if (n === null) fail(`illegal ${option === 'u-threshold' ? 'u_threshold' : 'l_threshold'} specified`);
       if (option === 'u-threshold') entry.upperThreshold = n;
       else entry.lowerThreshold = n;
@@ -633,13 +690,16 @@ function parseCommonLine(line: string): IpvsadmEntry | null {
   } else if (command !== 'delete-service') {
     if (w[i] !== '-r') return null;
     const server = w[i + 1] === undefined ? null : fastHostPort(w[i + 1]!);
-    if (!server) return null;
+    // another family (only tunnels may) is left to the general grammar
+    if (!server || server.family !== svc.family) return null;
     entry.server = server;
     i += 2;
     if (command !== 'delete-server') {
       const forwarding = FAST_FORWARDING[w[i] ?? ''];
-      const weight = w[i + 1] === '-w' ? fastNumber(w[i + 2], 0, 65535) : null;
+      const weight = w[i + 1] === '-w' ? fastNumber(w[i + 2], 0, INT_MAX) : null;
       if (!forwarding || weight === null) return null;
+      // direct routing and tunnels take the service's port
+      if (forwarding !== 'masq') entry.server = { ...server, port: svc.port };
       entry.forwarding = forwarding;
       entry.weight = weight;
       i += 3;

@@ -3,9 +3,11 @@
  * its connection counts (`-Ln -t ADDR:PORT`), apply a batch (`-R` on stdin), and the
  * connection timeouts (`--set`, `-L --timeout`).
  *
- * `ipvsadm -R` exits 0 when the kernel refuses a line: it prints a message without a line
- * number and goes on. So `restore` fails on *any* stderr, and the caller reads back what it
- * changed. A parse error stops the batch (lines before it stay applied) with exit 255 or 2.
+ * `ipvsadm -R` goes on when the kernel refuses a line: it prints a message without a line
+ * number, and its exit code is that of the *last* line only (0 when only an earlier line
+ * failed; measured with ipvsadm 1.31). So `restore` fails on *any* stderr, and the caller
+ * reads back what it changed. ipvsadm's own parse errors stop the batch (lines before it
+ * stay applied) with exit 2, a line without a command with exit 255.
  * Every batch line is checked against ipvsadm's grammar before it is sent, and only
  * add/edit/delete of virtual and real servers are let through: never `-C`.
  */
@@ -45,18 +47,17 @@ export class IpvsadmRestoreError extends Error {
   constructor(
     readonly exitCode: number,
     readonly stderr: string,
-    /** for a parse error (the batch stopped): the first line ipvsadm's grammar refuses */
+    /** for a parse error that stopped the batch: that line */
     readonly stoppedAt?: { lineNumber: number; line: string },
   ) {
     const messages = stderr
       .split('\n')
       .map((l) => l.trim())
       .filter((l) => l !== '' && !l.startsWith('Try `'));
-    const where = stoppedAt ? ` at line ${stoppedAt.lineNumber} (${stoppedAt.line})` : '';
     super(
-      exitCode === 0
-        ? `ipvsadm -R: the kernel refused ${messages.length} line(s) (ipvsadm names no line): ${messages.join(' / ')}`
-        : `ipvsadm -R stopped (exit ${exitCode})${where}: ${messages.join(' / ') || '(no message)'}`,
+      stoppedAt
+        ? `ipvsadm -R stopped (exit ${exitCode}) at line ${stoppedAt.lineNumber} (${stoppedAt.line}): ${messages.join(' / ') || '(no message)'}`
+        : `ipvsadm -R: ${messages.length} line(s) refused (ipvsadm names no line; exit ${exitCode}, the last line's): ${messages.join(' / ') || '(no message)'}`,
     );
   }
 
@@ -96,15 +97,15 @@ export function checkBatch(text: string): void {
   });
 }
 
-/** The first line of `text` ipvsadm's grammar refuses (where a batch that exited non-zero stopped). */
-function firstRefusedLine(text: string): { lineNumber: number; line: string } | undefined {
+/** The first line of `text` at which ipvsadm stops a batch (a parse error that is not popt's). */
+function stoppingLine(text: string): { lineNumber: number; line: string } | undefined {
   const lines = text.split('\n');
   for (const [i, line] of lines.entries()) {
     if (line.trim() === '') continue;
     try {
       parseIpvsadmLine(line);
-    } catch {
-      return { lineNumber: i + 1, line };
+    } catch (e) {
+      if (e instanceof IpvsadmParseError && e.stopsRestore) return { lineNumber: i + 1, line };
     }
   }
   return undefined;
@@ -122,6 +123,8 @@ export function serviceArgs(vs: ServiceId): string[] {
 export interface IpvsadmTool {
   /** `ipvsadm -Sn`: the whole table, every family */
   readTable(): Promise<IpvsTable>;
+  /** `ipvsadm -Ln`: the whole table with each real server's connection counts */
+  readTableWithCounts(): Promise<IpvsTable>;
   /** `ipvsadm -Ln -t|-u|--sctp-service ADDR:PORT`: one virtual server with connection counts; null if missing */
   readService(vs: ServiceId): Promise<KernelVirtualServer | null>;
   /** `ipvsadm -R`; throws IpvsadmRestoreError on a non-zero exit or any stderr */
@@ -150,6 +153,10 @@ export class Ipvsadm implements IpvsadmTool {
     return parseIpvsadmSave(await this.read(['-S', '-n']));
   }
 
+  async readTableWithCounts(): Promise<IpvsTable> {
+    return parseIpvsadmList(await this.read(['-L', '-n']));
+  }
+
   async readService(vs: ServiceId): Promise<KernelVirtualServer | null> {
     const args = ['-L', '-n', ...serviceArgs(vs)];
     const r = await this.runner.run(IPVSADM_BINARY, args, { reject: false, timeoutMs: READ_TIMEOUT_MS });
@@ -175,11 +182,7 @@ export class Ipvsadm implements IpvsadmTool {
     });
     if (r.exitCode !== 0 || r.stderr.trim() !== '') {
       if (/Can't initialize ipvs/.test(r.stderr)) throw new IpvsUnavailableError(r.stderr.trim());
-      throw new IpvsadmRestoreError(
-        r.exitCode,
-        r.stderr,
-        r.exitCode === 0 ? undefined : firstRefusedLine(text),
-      );
+      throw new IpvsadmRestoreError(r.exitCode, r.stderr, r.exitCode === 0 ? undefined : stoppingLine(text));
     }
   }
 

@@ -95,6 +95,39 @@ describe('IpvsBackend: partial syncs', () => {
     expect(after.ip).toEqual([]);
   });
 
+  it('spot-checks a clean batch with one read, however many virtual servers it touched; reads back all of one that reported anything', async () => {
+    const h = harness(small());
+    await h.sync();
+    // one endpoint of a service with several virtual servers (ClusterIP, NodePort, LB)
+    let from = h.node.calls.length;
+    const move = (v: typeof WEB) => ({ ...v, realServers: [rs('10.244.1.5'), rs('10.244.4.4')] });
+    h.desired = withVirtualServer(
+      withVirtualServer(small(), 'TCP 10.96.0.10:80', move),
+      'UDP 10.96.0.53:53',
+      (v) => ({
+        ...v,
+        realServers: [rs('10.244.1.8', 53)],
+      }),
+    );
+    await h.sync();
+    expect(ops(h.node, from).ipvsadm.map((c) => c.args[0])).toEqual(['-R', '-L']);
+    // another agent added a real server we add next: "Destination already exists" on stderr
+    await h.node.run('ipvsadm', ['-a', '-t', '10.96.0.10:80', '-r', '10.244.5.5:8080', '-m', '-w', '1']);
+    from = h.node.calls.length;
+    h.desired = withVirtualServer(
+      withVirtualServer(small(), 'TCP 10.96.0.10:80', (v) => ({ ...v, realServers: [rs('10.244.5.5')] })),
+      'UDP 10.96.0.53:53',
+      (v) => ({ ...v, realServers: [rs('10.244.1.9', 53)] }),
+    );
+    const err = (await h.sync().catch((e: unknown) => e)) as IpvsSyncError;
+    expect(err.message).toContain('Destination already exists');
+    expect(ops(h.node, from).ipvsadm.map((c) => c.args.join(' '))).toEqual([
+      '-R',
+      '-L -n -t 10.96.0.10:80',
+      '-L -n -u 10.96.0.53:53',
+    ]);
+  });
+
   it('rewrites the helper chains on a periodic sync without changes, and not on a change that leaves them alone', async () => {
     const h = harness(small());
     await h.sync();

@@ -17,6 +17,7 @@ import {
 } from '../../src/kernel/ip-link.js';
 import { withScratchNetns } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
+import { ipScripts, type ToolScript } from './tool-scripts.js';
 
 // Measured with iproute2 6.1 (this project's hosts).
 const ONELINE = `2: kube-ipvs0    inet 10.96.0.1/32 scope global kube-ipvs0\\       valid_lft forever preferred_lft forever
@@ -82,46 +83,13 @@ describe('IpLink on the in-memory ip', () => {
   });
 });
 
-const SCRIPTS: { args: string[]; input?: string }[][] = [
-  [
-    { args: ['link', 'add', 'kube-ipvs0', 'type', 'bridge'] },
-    { args: ['link', 'add', 'kube-ipvs0', 'type', 'bridge'] },
-    { args: ['-o', 'addr', 'show', 'dev', 'kube-ipvs0'] },
-    {
-      args: ['-batch', '-'],
-      input:
-        'addr add 10.96.0.1/32 dev kube-ipvs0\naddr add 10.96.0.10/32 dev kube-ipvs0\naddr add fd00::10/128 dev kube-ipvs0\n',
-    },
-    { args: ['-o', 'addr', 'show', 'dev', 'kube-ipvs0'] },
-    { args: ['-o', '-4', 'addr', 'show', 'dev', 'kube-ipvs0'] },
-    { args: ['-o', '-6', 'addr', 'show', 'dev', 'kube-ipvs0'] },
-    {
-      args: ['-batch', '-'],
-      input:
-        'addr add 10.96.0.2/32 dev kube-ipvs0\naddr add 10.96.0.1/32 dev kube-ipvs0\naddr add 10.96.0.3/32 dev kube-ipvs0\n',
-    },
-    {
-      args: ['-force', '-batch', '-'],
-      input:
-        'addr del 10.96.0.99/32 dev kube-ipvs0\naddr add 10.96.0.5/32 dev kube-ipvs0\naddr add fd00::10/128 dev kube-ipvs0\n',
-    },
-    { args: ['-batch', '-'], input: 'addr del fd00::99/128 dev kube-ipvs0\n' },
-    { args: ['-batch', '-'], input: 'addr add 10.1.1.1/32 dev nope0\n' },
-    { args: ['-o', '-4', 'addr', 'show', 'dev', 'kube-ipvs0'] },
-    { args: ['link', 'del', 'kube-ipvs0'] },
-    { args: ['link', 'del', 'kube-ipvs0'] },
-    { args: ['-o', 'addr', 'show', 'dev', 'kube-ipvs0'] },
-    { args: ['-o', 'link', 'show', 'dev', 'kube-ipvs0'] },
-  ],
-];
-
 /**
  * `settle`: the kernel finishes (skipped) DAD in a work item after `ip addr add` returns, so
  * a listing right after the add may still say `tentative` under load; wait that out.
  */
-async function play(runner: CommandRunner, script: (typeof SCRIPTS)[number], settle = false) {
+async function play(runner: CommandRunner, script: ToolScript, settle = false) {
   const out: { exitCode: number; stdout: string; stderr: string }[] = [];
-  for (const step of script) {
+  for (const step of script.steps) {
     const run = () =>
       runner.run('ip', step.args, {
         reject: false,
@@ -140,7 +108,7 @@ async function play(runner: CommandRunner, script: (typeof SCRIPTS)[number], set
 describeKernel('in-memory ip against real ip (scratch namespace)', () => {
   it('same exit codes, messages and addr show output', async () => {
     await withScratchNetns(async ({ runner }) => {
-      for (const script of SCRIPTS) {
+      for (const script of ipScripts('bridge')) {
         const fake = new FakeIp();
         fake.ipv6Dad = false; // the scratch namespace turns DAD off
         const fakeRunner: CommandRunner = { run: async (_c, args, o) => fake.run(args, o?.input ?? '') };

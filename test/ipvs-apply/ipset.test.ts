@@ -17,6 +17,7 @@ import {
 import { canonicalEntry } from '../../src/kernel/ipset-entries.js';
 import { createScratchNetns, type ScratchNetns } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
+import { IPSET_SCRIPTS, type ToolScript } from './tool-scripts.js';
 
 // Measured with ipset 7.17 (this project's hosts).
 const SAVE_SAMPLE = `create KUBE-LOAD-BALANCER-SOURCE-CIDR hash:ip,port,net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x59e8abfc
@@ -112,96 +113,12 @@ describe('Ipset (the wrapper) on the in-memory ipset', () => {
   });
 });
 
-/** Scripts whose outcome the in-memory ipset must reproduce exactly (measured on ipset 7.17). */
-const SCRIPTS: { name: string; steps: { args: string[]; input?: string }[] }[] = [
-  {
-    name: 'a userspace error drops the lines still buffered',
-    steps: [
-      {
-        args: ['restore', '-exist'],
-        input:
-          'create A hash:ip,port family inet hashsize 1024 maxelem 65536\nadd A 10.0.0.1,tcp:80\nadd A 10.0.0.2,udp:53\nadd A bogus\nadd A 10.0.0.3,tcp:80\n',
-      },
-    ],
-  },
-  {
-    name: 'a missing set drops the batch of another set; a create flushes what was buffered',
-    steps: [
-      { args: ['create', 'A', 'hash:ip,port', 'family', 'inet'] },
-      { args: ['restore', '-exist'], input: 'add A 10.0.0.1,tcp:80\nadd NOPE 10.0.0.3,tcp:80\n' },
-      {
-        args: ['restore', '-exist'],
-        input: 'add A 10.0.0.5,tcp:80\ncreate B hash:ip family inet\nadd B 10.0.0.6\nadd A bogus\n',
-      },
-    ],
-  },
-  {
-    name: 'a full set keeps the elements before the one that failed',
-    steps: [
-      { args: ['create', 'M', 'hash:ip', 'family', 'inet', 'maxelem', '2'] },
-      { args: ['restore', '-exist'], input: 'add M 1.1.1.1\nadd M 1.1.1.2\nadd M 1.1.1.3\nadd M 1.1.1.4\n' },
-    ],
-  },
-  {
-    name: '-exist ignores an existing set of the same type whatever its family; another type fails',
-    steps: [
-      { args: ['create', 'A', 'hash:ip,port', 'family', 'inet'] },
-      {
-        args: ['restore', '-exist'],
-        input: 'create A hash:ip,port family inet6 hashsize 4096 maxelem 65536\n',
-      },
-      { args: ['restore', '-exist'], input: 'create A hash:ip family inet\n' },
-    ],
-  },
-  {
-    name: 'swap needs the same type and family; destroy of a missing set; -exist destroy',
-    steps: [
-      { args: ['create', 'A', 'hash:ip,port', 'family', 'inet'] },
-      { args: ['create', 'B', 'hash:ip,port', 'family', 'inet6'] },
-      { args: ['swap', 'A', 'B'] },
-      {
-        args: ['restore', '-exist'],
-        input:
-          'create C hash:ip,port family inet hashsize 1024 maxelem 65536\nadd C 10.0.0.7,tcp:1\nswap A C\ndestroy C\n',
-      },
-      { args: ['destroy', 'NOPE'] },
-      { args: ['restore', '-exist'], input: 'destroy NOPE\n' },
-    ],
-  },
-  {
-    name: 'duplicates without -exist: refused alone, ignored in a batch',
-    steps: [
-      { args: ['create', 'A', 'hash:ip,port', 'family', 'inet'] },
-      { args: ['add', 'A', '10.0.0.1,tcp:80'] },
-      { args: ['restore'], input: 'add A 10.0.0.1,tcp:80\n' },
-      { args: ['restore'], input: 'add A 10.0.0.7,tcp:80\nadd A 10.0.0.1,tcp:80\nadd A 10.0.0.9,tcp:80\n' },
-      { args: ['restore'], input: 'del A 10.0.0.99,tcp:80\n' },
-      { args: ['restore', '-exist'], input: '# a comment\nadd A fd00::1,tcp:1\n' },
-    ],
-  },
-  {
-    name: 'entries are canonicalised; /0 is refused',
-    steps: [
-      { args: ['create', 'N', 'hash:ip,port,net', 'family', 'inet'] },
-      {
-        args: ['restore', '-exist'],
-        input:
-          'add N 1.2.3.4,6:80,5.6.7.8/32\nadd N 1.2.3.4,udp:81,5.6.7.9/24\nadd N 1.2.3.4,sctp:82,0.0.0.0/0\n',
-      },
-      { args: ['create', 'P', 'bitmap:port', 'range', '0-65535'] },
-      { args: ['restore', '-exist'], input: 'add P tcp:80\nadd P 81\n' },
-      { args: ['test', 'P', '81'] },
-      { args: ['test', 'P', '82'] },
-    ],
-  },
-];
-
 interface Outcome {
   results: { exitCode: number; stderr: string }[];
   sets: ReturnType<typeof parseIpsetSave>;
 }
 
-async function play(runner: CommandRunner, script: (typeof SCRIPTS)[number]): Promise<Outcome> {
+async function play(runner: CommandRunner, script: ToolScript): Promise<Outcome> {
   const results: Outcome['results'] = [];
   for (const step of script.steps) {
     const r = await runner.run('ipset', step.args, {
@@ -225,7 +142,7 @@ function fakeRunner(): CommandRunner {
 }
 
 describe('in-memory ipset, alone', () => {
-  it.each(SCRIPTS.map((s) => [s.name, s] as const))('%s: runs', async (_name, script) => {
+  it.each(IPSET_SCRIPTS.map((s) => [s.name, s] as const))('%s: runs', async (_name, script) => {
     const outcome = await play(fakeRunner(), script);
     expect(outcome.results.length).toBe(script.steps.length);
   });
@@ -240,7 +157,7 @@ describeKernel('in-memory ipset against real ipset (scratch namespace)', () => {
     await scratch?.teardown();
   });
 
-  it.each(SCRIPTS.map((s) => [s.name, s] as const))('%s', async (_name, script) => {
+  it.each(IPSET_SCRIPTS.map((s) => [s.name, s] as const))('%s', async (_name, script) => {
     const real = await play(scratch.runner, script);
     const fake = await play(fakeRunner(), script);
     expect(fake).toEqual(real);

@@ -58,6 +58,10 @@ describe('ipvsadm grammar', () => {
     const e = parseIpvsadmArgs(['-a', '-t', '10.96.0.1:80', '-r', '10.0.0.1:8080', '-m', '-w', '0']);
     expect(e).toMatchObject({ command: 'add-server', forwarding: 'masq', weight: 0 });
     expect(e.server).toEqual({ family: 'IPv4', address: '10.0.0.1', port: 8080 });
+    // direct routing and tunnels take the service's port (measured)
+    const dr = parseIpvsadmArgs(['-a', '-t', '10.96.0.1:80', '-r', '10.0.0.1:8080', '-g']);
+    expect(dr.server?.port).toBe(80);
+    expect(parseIpvsadmLine('-a -t 10.96.0.1:80 -r 10.0.0.1:8080 -i -w 1').server?.port).toBe(80);
     expect(parseIpvsadmArgs(['-A', '-t', '10.0.0.1:80', '-p']).persistent).toBe(360);
     expect(parseIpvsadmArgs(['-A', '-t', '10.0.0.1:80', '-p', '60']).persistent).toBe(60);
     // the default forwarding of -a is direct routing, and the default weight 1
@@ -81,7 +85,17 @@ describe('ipvsadm grammar', () => {
     expect(code(['-A', '-t', '10.0.0.1:80', '--bogus'])).toBe(255);
     expect(code(['-a', '-t', '10.0.0.1:80', '-r', '10.0.0.300:80', '-m'])).toBe(2);
     expect(code(['-A', '-t', '10.0.0.1:80', '-s', 'rr', '-b', 'mh-port'])).toBe(2);
-    expect(code(['-a', '-t', '10.0.0.1:80', '-r', '10.0.0.2:80', '-w', '70000'])).toBe(2);
+    // ipvsadm 1.31 takes weights up to INT_MAX (measured)
+    expect(code(['-a', '-t', '10.0.0.1:80', '-r', '10.0.0.2:80', '-w', '70000'])).toBe(0);
+    expect(code(['-a', '-t', '10.0.0.1:80', '-r', '10.0.0.2:80', '-w', '2147483648'])).toBe(2);
+    // the first option must be a command
+    expect(code(['-t', '10.0.0.1:80', '-A'])).toBe(255);
+    expect(code(['-A', '-t', '10.0.0.1:80', 'extra'])).toBe(2);
+    expect(code(['-a', '-t', '10.0.0.1:80', '-r', '[fd00::1]:80', '-m'])).toBe(2);
+    expect(code(['-a', '-t', '10.0.0.1:80', '-r', '[fd00::1]:80', '-i'])).toBe(0);
+    expect(code(['-a', '-t', '[fd00::1]:80', '-r', '[fd00::2]', '-m'])).toBe(2);
+    expect(code(['-A', '-t', '10.0.0.1:80', '-o'])).toBe(2);
+    expect(code(['-A', '-6', '-f', '1'])).toBe(2);
     expect(code(['-A', '-t', '10.0.0.1:80', '-r', '10.0.0.2:80'])).toBe(2);
     expect(code(['-A', '-t', '010.0.0.1:80'])).toBe(2);
   });
@@ -239,24 +253,35 @@ describe('in-memory ipvsadm', () => {
     });
   });
 
-  it('goes on after a kernel error, printing a message without a line number, exit 0', () => {
+  it("goes on after a kernel error, printing a message without a line number; the exit code is the last line's", () => {
     const node = new FakeNode();
-    const r = node.ipvsadm.run(
-      ['-R'],
-      [
-        '-A -t 10.0.0.1:80 -s rr',
-        '-A -t 10.0.0.1:80 -s rr',
-        '-e -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1',
-        '-a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 1',
-        '-A -t 10.0.0.5:80 -s nosuchsched',
-      ].join('\n'),
-    );
-    expect(r).toEqual({
+    const lines = [
+      '-A -t 10.0.0.1:80 -s rr',
+      '-A -t 10.0.0.1:80 -s rr',
+      '-e -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1',
+      '-a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 1',
+      '-A -t 10.0.0.5:80 -s nosuchsched',
+    ];
+    expect(node.ipvsadm.run(['-R'], lines.join('\n'))).toEqual({
       stdout: '',
       stderr: 'Service already exists\nNo such destination\nScheduler or persistence engine not found\n',
-      exitCode: 0,
+      exitCode: 255,
     });
     expect(node.ipvsadm.save()).toBe('-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 1\n');
+    // an earlier line failed, the last one did not: exit 0
+    expect(node.ipvsadm.run(['-R'], '-A -t 10.0.0.1:80 -s rr\n-A -t 10.0.0.6:80 -s rr\n')).toEqual({
+      stdout: '',
+      stderr: 'Service already exists\n',
+      exitCode: 0,
+    });
+    // an option popt refuses fails its line only
+    expect(node.ipvsadm.run(['-R'], '-A -t 10.0.0.7:80 -s rr --bogus\n-A -t 10.0.0.8:80 -s rr -w\n')).toEqual(
+      {
+        stdout: '',
+        stderr: '--bogus: unknown option\n-w: missing argument\n',
+        exitCode: 255,
+      },
+    );
   });
 
   it('stops at a parse error, keeping the lines before it', () => {
@@ -265,7 +290,16 @@ describe('in-memory ipvsadm', () => {
       ['-R'],
       '-A -t 10.0.0.1:80 -s rr\n# a comment\n-A -t 10.0.0.2:80 -s rr\n',
     );
-    expect(comment.exitCode).toBe(255);
+    expect(comment).toEqual({
+      stdout: '',
+      stderr: "Try `ipvsadm -h' or 'ipvsadm --help' for more information.\n",
+      exitCode: 255,
+    });
+    expect(node.ipvsadm.run(['-R'], '-A -t 10.0.0.4:80 -s rr extra\n-A -t 10.0.0.5:80 -s rr\n')).toEqual({
+      stdout: '',
+      stderr: 'unexpected argument extra\n',
+      exitCode: 2,
+    });
     const badServer = node.ipvsadm.run(
       ['-R'],
       '-a -t 10.0.0.1:80 -r 10.0.0.300:80 -m\n-A -t 10.0.0.3:80 -s rr\n',
@@ -300,14 +334,23 @@ describe('in-memory ipvsadm', () => {
 });
 
 describe('Ipvsadm (the wrapper)', () => {
-  it('treats any stderr of -R as a failure, and names where a parse error stopped the batch', async () => {
+  it('treats any stderr of -R as a failure, whatever the exit code (that of the last line only)', async () => {
     const node = new FakeNode();
     const ipvsadm = new Ipvsadm(node);
     await ipvsadm.restore('-A -t 10.0.0.1:80 -s rr\n');
-    const refused = await ipvsadm.restore('-A -t 10.0.0.1:80 -s rr\n').catch((e: unknown) => e);
-    expect(refused).toBeInstanceOf(IpvsadmRestoreError);
-    expect((refused as IpvsadmRestoreError).messages).toEqual(['Service already exists']);
-    expect((refused as IpvsadmRestoreError).exitCode).toBe(0);
+    const early = await ipvsadm
+      .restore('-A -t 10.0.0.1:80 -s rr\n-A -t 10.0.0.2:80 -s rr\n')
+      .catch((e: unknown) => e);
+    expect(early).toBeInstanceOf(IpvsadmRestoreError);
+    expect((early as IpvsadmRestoreError).messages).toEqual(['Service already exists']);
+    expect((early as IpvsadmRestoreError).exitCode).toBe(0);
+    const last = await ipvsadm.restore('-A -t 10.0.0.1:80 -s rr\n').catch((e: unknown) => e);
+    expect((last as IpvsadmRestoreError).exitCode).toBe(255);
+    // exit 255 here is the kernel refusing the last line, not a batch that stopped
+    expect((last as IpvsadmRestoreError).stoppedAt).toBeUndefined();
+    expect((last as Error).message).toMatch(
+      /1 line\(s\) refused .*exit 255, the last line's\): Service already exists/,
+    );
   });
 
   it('never sends a batch with a line ipvsadm would refuse, or a command other than add/edit/delete', () => {

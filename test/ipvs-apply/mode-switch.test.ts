@@ -17,7 +17,8 @@ import { Iptables } from '../../src/kernel/iptables.js';
 import { richCluster, testOptions } from '../iptables-apply/cluster-sim.js';
 import { createScratchNetns, type ScratchNetns } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
-import { ipvsState, rs, silentLogger, vs } from './builders.js';
+import { FakeClock } from '../sync/helpers.js';
+import { ipvsState, recordingLogger, rs, silentLogger, vs } from './builders.js';
 import { harness } from './harness.js';
 
 const EXCLUDE = ['192.168.100.0/24'];
@@ -188,6 +189,43 @@ describe('mode switch on the in-memory kernel', () => {
       '-A -t 192.168.100.1:80 -s wlc\n-a -t 192.168.100.1:80 -r 10.0.0.5:80 -g -w 3\n-A -t [fd00::10]:80 -s rr\n-A -f 100 -s rr\n',
     );
     expect(node.ip.hasLink('kube-ipvs0')).toBe(false);
+  });
+
+  it('IPVS → iptables with connections open: their virtual servers stay at weight 0, with their kube-ipvs0 address, until the connections are gone', async () => {
+    const node = new FakeNode();
+    await harness(ipvsDesired(), { node, excludeCIDRs: EXCLUDE }).sync();
+    node.ipvsadm.setConnections('TCP 172.30.0.10:80', '10.244.1.2:8080', 1, 0);
+    const clock = new FakeClock();
+    const { log, records } = recordingLogger();
+    await runIptablesMode(node, async () => {
+      const removed = await removeIpvsLeftovers({
+        runner: node,
+        iptables: new Iptables(node, 'nft'),
+        family: 'IPv4',
+        excludeCIDRs: EXCLUDE,
+        log,
+        drain: { periodMs: 60_000, clock },
+      });
+      expect(removed.busy).toEqual(['TCP 172.30.0.10:80']);
+      expect(removed.virtualServers).toBe(1);
+    });
+    expectIptablesOnly(await save(node));
+    expect(node.ipset.names()).toEqual([]);
+    // kept, quiesced, and still reachable at its address; the idle one and its address are gone
+    expect(node.ipvsadm.save()).toBe(
+      '-A -t 172.30.0.10:80 -s rr\n-a -t 172.30.0.10:80 -r 10.244.1.2:8080 -m -w 0\n',
+    );
+    expect(node.ip.addressesOf('kube-ipvs0')).toEqual(['172.30.0.10']);
+    expect(records.some((r) => /still carry connections/.test(String(r['msg'])))).toBe(true);
+
+    // a check while the connection lasts changes nothing; the first after it closed removes the rest
+    await clock.advance(60_000);
+    expect(node.ipvsadm.size).toBe(1);
+    node.ipvsadm.setConnections('TCP 172.30.0.10:80', '10.244.1.2:8080', 0, 0);
+    await clock.advance(60_000);
+    expect(node.ipvsadm.size).toBe(0);
+    expect(node.ip.hasLink('kube-ipvs0')).toBe(false);
+    expect(clock.pendingTimers()).toEqual([]);
   });
 
   it('iptables mode on a node that never ran IPVS mode leaves a foreign IPVS table alone', async () => {

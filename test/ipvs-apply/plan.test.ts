@@ -16,6 +16,7 @@ import {
   applyPlan,
   DesiredStateError,
   drainKey,
+  isEmptyPlan as isEmpty,
   KernelConflictError,
   newPlanMemo,
   type PlanInput,
@@ -244,6 +245,41 @@ describe('planSync decisions', () => {
     });
     expect(() => planSync(input(ipvsState('IPv4'), actual))).toThrow(KernelConflictError);
     expect(() => planSync(input(ipvsState('IPv4'), actual))).toThrow(/KUBE-CLUSTER-IP exists as hash:ip/);
+  });
+
+  it('a render whose set entries and addresses are new arrays of the same strings plans nothing and parses nothing again', () => {
+    const desired = ipvsState('IPv4', {
+      virtualServers: [vs('TCP', '10.96.0.10', 80, [rs('10.244.1.5')])],
+      sets: { clusterIP: ['10.96.0.10,tcp:80'], ipvsIPs: ['10.96.0.10'] },
+      boundAddresses: ['10.96.0.10'],
+    });
+    const memo = newPlanMemo();
+    const actual = emptyKernel();
+    applyPlan(actual, planSync({ desired, actual, excludeCIDRs: [], draining: new Set(), memo }));
+    const setsBefore = new Map(actual.ipsets);
+    // every array a new object, as the renderer hands them out; the virtual servers the same
+    const again: IpvsState = {
+      ...desired,
+      ipsets: desired.ipsets.map((set) => ({ ...set, entries: [...set.entries] })),
+      boundAddresses: [...desired.boundAddresses],
+    };
+    const plan = planSync({ desired: again, actual, excludeCIDRs: [], draining: new Set(), memo });
+    expect(isEmpty(plan)).toBe(true);
+    // nothing was canonicalised or compared again: the known sets are the very same objects
+    expect(plan.ipsets.size).toBe(0);
+    for (const [name, set] of actual.ipsets) expect(set).toBe(setsBefore.get(name));
+    // a changed entry is still seen
+    const changed: IpvsState = {
+      ...again,
+      ipsets: again.ipsets.map((set) =>
+        set.name === 'KUBE-CLUSTER-IP' ? { ...set, entries: ['10.96.0.11,tcp:80'] } : set,
+      ),
+    };
+    const next = planSync({ desired: changed, actual, excludeCIDRs: [], draining: new Set(), memo });
+    expect(next.ipset).toEqual([
+      'del KUBE-CLUSTER-IP 10.96.0.10,tcp:80',
+      'add KUBE-CLUSTER-IP 10.96.0.11,tcp:80',
+    ]);
   });
 
   it('validates the desired state, naming the object and field', () => {

@@ -94,6 +94,35 @@ describe('predictSavedWords', () => {
   });
 });
 
+describe('predictSavedWords: -m ipvs (forms measured with iptables 1.8.9, nft and legacy, in the VM guest)', () => {
+  it("prints libxt_ipvs's order, the protocol as a number, a host --vaddr without its prefix", () => {
+    const saved = (line: string, family: IPFamily = 'IPv4') => predictSavedWords(line, family).join(' ');
+    expect(
+      saved(
+        '-A KUBE-IPVS-OUT-FILTER -s 10.200.0.1 -m ipvs --vaddr 10.200.0.1 --vproto tcp --vport 80 -j DROP',
+      ),
+    ).toBe(
+      '-A KUBE-IPVS-OUT-FILTER -s 10.200.0.1/32 -m ipvs --vproto 6 --vaddr 10.200.0.1 --vport 80 -j DROP',
+    );
+    expect(saved('-A X -s 10.0.0.3 -m ipvs --vaddr 10.0.0.3 --vproto sctp --vport 80 -j DROP')).toBe(
+      '-A X -s 10.0.0.3/32 -m ipvs --vproto 132 --vaddr 10.0.0.3 --vport 80 -j DROP',
+    );
+    expect(saved('-A X -s fd00::1 -m ipvs --vaddr fd00::1 --vproto udp --vport 53 -j DROP', 'IPv6')).toBe(
+      '-A X -s fd00::1/128 -m ipvs --vproto 17 --vaddr fd00::1 --vport 53 -j DROP',
+    );
+    // a network keeps its prefix (an IPv6 /32 too); options the applier never writes are left as they are
+    expect(saved('-A X -m ipvs --vaddr 10.96.0.0/12 --vport 80 -j ACCEPT')).toBe(
+      '-A X -m ipvs --vaddr 10.96.0.0/12 --vport 80 -j ACCEPT',
+    );
+    expect(saved('-A X -m ipvs --vaddr fd00::/32 --vport 80 -j ACCEPT', 'IPv6')).toBe(
+      '-A X -m ipvs --vaddr fd00::/32 --vport 80 -j ACCEPT',
+    );
+    expect(saved('-A X -m ipvs --ipvs --vdir ORIGINAL -j ACCEPT')).toBe(
+      '-A X -m ipvs --ipvs --vdir ORIGINAL -j ACCEPT',
+    );
+  });
+});
+
 describeKernel('the predicted save form against real iptables', () => {
   for (const backend of ['nft', 'legacy'] as const) {
     for (const family of ['IPv4', 'IPv6'] as const) {

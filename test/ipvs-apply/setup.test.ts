@@ -9,6 +9,8 @@ import {
   configureIpvsSysctls,
   configureIpvsTimeouts,
   createIpvsBackends,
+  GRACEFUL_CHECK_PERIOD_ENV,
+  gracefulCheckPeriodFromEnv,
   IpvsUnsupportedError,
   parseKernelVersion,
 } from '../../src/backends/ipvs/setup.js';
@@ -159,5 +161,18 @@ describe('createIpvsBackends', () => {
         log: silentLogger(),
       }),
     ).rejects.toBeInstanceOf(IpvsUnsupportedError);
+  });
+});
+
+describe('gracefulCheckPeriodFromEnv', () => {
+  it(`reads ${GRACEFUL_CHECK_PERIOD_ENV} in milliseconds; unset keeps the default; a bad value is an input error`, () => {
+    expect(gracefulCheckPeriodFromEnv({})).toBeUndefined();
+    expect(gracefulCheckPeriodFromEnv({ [GRACEFUL_CHECK_PERIOD_ENV]: '' })).toBeUndefined();
+    expect(gracefulCheckPeriodFromEnv({ [GRACEFUL_CHECK_PERIOD_ENV]: '2000' })).toBe(2000);
+    for (const bad of ['2s', '-5', '50', '3600001', '1e3']) {
+      expect(() => gracefulCheckPeriodFromEnv({ [GRACEFUL_CHECK_PERIOD_ENV]: bad })).toThrow(
+        new RegExp(`${GRACEFUL_CHECK_PERIOD_ENV}=.*milliseconds`),
+      );
+    }
   });
 });

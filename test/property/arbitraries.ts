@@ -6,6 +6,8 @@
  */
 import fc from 'fast-check';
 import type { IptablesOptions } from '../../src/backends/iptables/context.js';
+import type { IpvsOptions } from '../../src/backends/ipvs/context.js';
+import { IPVS_SCHEDULERS } from '../../src/backends/ipvs/state.js';
 import type { TopologyOptions } from '../../src/model/categorize.js';
 import type { ObjectEvent } from '../../src/model/store.js';
 import { add, nodeObject, type Raw, serviceObject, sliceObject } from '../unit/objects.js';
@@ -300,6 +302,39 @@ export const optionsArb: fc.Arbitrary<IptablesOptions> = fc.record({
   randomFully: fc.boolean(),
   nfacct: fc.subarray(['ct_state_invalid_dropped_pkts', 'localhost_nps_accepted_pkts']),
   tcpBeLiberal: fc.boolean(),
+});
+
+/** IPVS mode's renderer options, every field random. */
+export const ipvsOptionsArb: fc.Arbitrary<IpvsOptions> = fc.record({
+  scheduler: fc.constantFrom('', ...IPVS_SCHEDULERS),
+  masqueradeAll: fc.boolean(),
+  masqueradeBit: fc.integer({ min: 0, max: 31 }),
+  detectLocalMode: fc.constantFrom('ClusterCIDR', 'NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'),
+  clusterCIDR: fc.constantFrom('', '10.244.0.0/16', 'fd00:10:244::/56', '10.244.0.0/16,fd00:10:244::/56'),
+  bridgeInterface: fc.constant('cbr0'),
+  interfaceNamePrefix: fc.constant('veth'),
+  nodePortAddresses: fc.oneof(
+    fc.constant([] as string[]),
+    fc.constant(['primary']),
+    fc.subarray(['192.168.0.0/16', '127.0.0.0/8', '10.0.0.0/8', 'fd00::/8', 'fe80::/10', '10.96.0.0/12'], {
+      minLength: 1,
+    }),
+  ),
+  interfaces: fc.constantFrom<Record<string, string[]>>(
+    INTERFACES,
+    {},
+    {
+      ...INTERFACES,
+      docker0: ['172.17.0.1/16', 'fe80::1/64'],
+      'kube-ipvs0': ['10.96.0.10/32', 'fd00:96::10/128'],
+    },
+  ),
+  randomFully: fc.boolean(),
+  excludeCIDRs: fc.subarray(['10.96.0.0/12', 'fd00:96::/64']),
+  strictARP: fc.boolean(),
+  tcpTimeoutMs: fc.nat(),
+  tcpFinTimeoutMs: fc.nat(),
+  udpTimeoutMs: fc.nat(),
 });
 
 export const topologyArb: fc.Arbitrary<TopologyOptions> = fc.record({ preferSameNode: fc.boolean() });

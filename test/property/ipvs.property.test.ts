@@ -11,7 +11,6 @@ import { buildIpvsRenderContext, type IpvsOptions } from '../../src/backends/ipv
 import { formatIpvsState, formatSection } from '../../src/backends/ipvs/format.js';
 import { IpvsRenderer, renderIpvs } from '../../src/backends/ipvs/render.js';
 import type { IpvsState } from '../../src/backends/ipvs/state.js';
-import { IPVS_SCHEDULERS } from '../../src/backends/ipvs/state.js';
 import { Iptables } from '../../src/kernel/iptables.js';
 import type { TopologyOptions } from '../../src/model/categorize.js';
 import type { IPFamily } from '../../src/model/ip.js';
@@ -20,42 +19,10 @@ import { ObjectStore } from '../../src/model/store.js';
 import { withScratchNetns } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
 import { add, del, type Raw } from '../unit/objects.js';
-import { clusterArb, events, INTERFACES, NODE_NAME, nodeArb, topologyArb } from './arbitraries.js';
+import { clusterArb, events, ipvsOptionsArb, NODE_NAME, nodeArb, topologyArb } from './arbitraries.js';
 import { checkIpvsState } from './ipvs-invariants.js';
 
 const FAMILIES: IPFamily[] = ['IPv4', 'IPv6'];
-
-const ipvsOptionsArb: fc.Arbitrary<IpvsOptions> = fc.record({
-  scheduler: fc.constantFrom('', ...IPVS_SCHEDULERS),
-  masqueradeAll: fc.boolean(),
-  masqueradeBit: fc.integer({ min: 0, max: 31 }),
-  detectLocalMode: fc.constantFrom('ClusterCIDR', 'NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'),
-  clusterCIDR: fc.constantFrom('', '10.244.0.0/16', 'fd00:10:244::/56', '10.244.0.0/16,fd00:10:244::/56'),
-  bridgeInterface: fc.constant('cbr0'),
-  interfaceNamePrefix: fc.constant('veth'),
-  nodePortAddresses: fc.oneof(
-    fc.constant([] as string[]),
-    fc.constant(['primary']),
-    fc.subarray(['192.168.0.0/16', '127.0.0.0/8', '10.0.0.0/8', 'fd00::/8', 'fe80::/10', '10.96.0.0/12'], {
-      minLength: 1,
-    }),
-  ),
-  interfaces: fc.constantFrom<Record<string, string[]>>(
-    INTERFACES,
-    {},
-    {
-      ...INTERFACES,
-      docker0: ['172.17.0.1/16', 'fe80::1/64'],
-      'kube-ipvs0': ['10.96.0.10/32', 'fd00:96::10/128'],
-    },
-  ),
-  randomFully: fc.boolean(),
-  excludeCIDRs: fc.subarray(['10.96.0.0/12', 'fd00:96::/64']),
-  strictARP: fc.boolean(),
-  tcpTimeoutMs: fc.nat(),
-  tcpFinTimeoutMs: fc.nat(),
-  udpTimeoutMs: fc.nat(),
-});
 
 interface World {
   store: ObjectStore;

@@ -5,11 +5,25 @@
  * before its topology is torn down; a process exit hook kills any that a crashed test
  * left behind.
  */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 
-const ECHO_SERVER = fileURLToPath(new URL('./servers/echo-server.mjs', import.meta.url));
-const HOLD_CLIENT = fileURLToPath(new URL('./servers/hold-client.mjs', import.meta.url));
+/**
+ * test/traffic/servers/, found from this module's location upwards: this file is also
+ * bundled into dist/vm/ for the VM guest (test/vm/), where import.meta.url is a chunk's.
+ */
+function serversDir(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
+    for (const candidate of [join(dir, 'servers'), join(dir, 'test', 'traffic', 'servers')]) {
+      if (existsSync(join(candidate, 'hold-client.mjs'))) return candidate;
+    }
+  }
+  throw new Error(`processes.ts: test/traffic/servers/ not found above ${fileURLToPath(import.meta.url)}`);
+}
+const ECHO_SERVER = join(serversDir(), 'echo-server.mjs');
+const HOLD_CLIENT = join(serversDir(), 'hold-client.mjs');
 
 const live = new Map<number, ResultPromise>();
 let exitHookInstalled = false;
@@ -176,6 +190,13 @@ export class HeldConnection implements Stoppable {
   async probe(): Promise<HeldReply> {
     this.child.stdin?.write('probe\n');
     return parseReply(await this.reader.next(this.waitMs));
+  }
+
+  /** Aborts the connection with a TCP RST (no FIN handshake, no TIME_WAIT), then the client exits. */
+  async reset(): Promise<void> {
+    this.child.stdin?.write('reset\n');
+    await Promise.race([this.child.then(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
+    await this.stop();
   }
 
   stop(): Promise<void> {

@@ -31,16 +31,18 @@ export function listGuestChecks(dir: string = CHECKS_DIR): string[] {
 }
 
 /**
- * Bundles the guest entry, every check and the CLI into dist/vm/ (replacing what was there).
- * Throws with esbuild's messages on a syntax or resolution error.
+ * Bundles the guest entry, every check and the CLI into dist/vm/ (replacing what was there),
+ * plus `extraEntries` (repository paths, e.g. the IPVS benchmark's guest side: each lands at
+ * `dist/vm/<path>.js`). Throws with esbuild's messages on a syntax or resolution error.
  */
-export async function buildGuestBundle(): Promise<void> {
+export async function buildGuestBundle(extraEntries: readonly string[] = []): Promise<void> {
   // esbuild comes with tsx (and vite); loaded only here, so nothing else depends on it.
   const { build } = await import('esbuild');
   const entryPoints = [
     join(REPO_ROOT, 'test', 'vm', 'guest', 'main.ts'),
     ...listGuestChecks().map((name) => join(CHECKS_DIR, `${name}.ts`)),
     join(REPO_ROOT, 'src', 'cli.ts'),
+    ...extraEntries.map((path) => join(REPO_ROOT, path)),
   ];
   const staging = `${GUEST_BUNDLE_DIR}.tmp-${process.pid}`;
   rmSync(staging, { recursive: true, force: true });

@@ -28,7 +28,11 @@ describeVm('real IPVS kernel in a VM guest', () => {
     async () => {
       guest = await runGuestChecks(SELECTED, { timeoutMs: GUEST_TIMEOUT_MS });
       const { run, results } = guest;
-      const perCheck = [...results.values()].map((r) => `${r.name} ${r.ok ? 'ok' : 'FAILED'} ${r.ms} ms`);
+      // each passing check's notes too: what it measured is worth reading in a CI log
+      const indent = (text: string) => (text === '' ? '' : `\n    ${text.replace(/\n/g, '\n    ')}`);
+      const perCheck = [...results.values()].map(
+        (r) => `${r.name} ${r.ok ? 'ok' : 'FAILED'} ${r.ms} ms${r.ok ? indent(r.detail) : ''}`,
+      );
       console.info(
         `[vm] boot ${run.bootMs} ms, checks ${run.runMs} ms (exit code ${run.exitCode}):\n  ${perCheck.join('\n  ')}`,
       );

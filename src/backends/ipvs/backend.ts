@@ -14,11 +14,12 @@
  * rewritten when they already hold the desired rules: a restart adopts a node's state
  * without writing). Between full syncs the state is tracked from each plan.
  *
- * Every batch is checked: any stderr is a failure (`ipvsadm -R` reports refused lines on
- * stderr with exit code 0), and what a batch changed is read back with scoped reads: each
- * touched virtual server with `ipvsadm -Ln -t ...` (one `-Sn` instead past
- * SCOPED_READ_LIMIT), the type and size of each set created or swapped in, kube-ipvs0's
- * addresses. ipset add/del lines are not read back: ipset restore reports every refused
+ * Every batch is checked: any stderr is a failure (`ipvsadm -R` reports each refused line
+ * on stderr, and its exit code is only the last line's), and what a batch changed is read
+ * back: a clean ipvsadm batch is spot-checked with `ipvsadm -Ln -t ...` of one virtual
+ * server it touched, one that reported anything has every touched virtual server read back
+ * (one `-Sn` instead past SCOPED_READ_LIMIT); the type and size of each set created or
+ * swapped in; kube-ipvs0's addresses. ipset add/del lines are not read back: ipset restore reports every refused
  * element with its line and exit code 1 (measured, see src/kernel/ipset.ts), and reading
  * back would cost an operation per set on every endpoint change. A failed or mismatching
  * batch is logged with the tool's stderr and the offending lines, the known state is
@@ -391,21 +392,25 @@ export class IpvsBackend implements ProxyBackend {
   }
 
   private async verifyVirtualServers(plan: IpvsPlan, refused: IpvsadmRestoreError | null): Promise<void> {
-    const touched = [...plan.virtualServers.keys()];
+    // A clean batch is spot-checked (one virtual server, see verify.ts); one that reported
+    // anything is read back whole, to name what did not take effect.
+    const touched =
+      refused === null ? [...plan.virtualServers.keys()].slice(0, 1) : [...plan.virtualServers.keys()];
     const read = new Map<string, KernelVirtualServer | null>();
     if (touched.length > SCOPED_READ_LIMIT) {
       const table = await this.tools.ipvsadm.readTable();
       const byKey = new Map(table.virtualServers.map((v) => [virtualServerKey(v), v]));
       for (const key of touched) read.set(key, byKey.get(key) ?? null);
     } else {
-      for (const [key, expected] of plan.virtualServers) {
-        const id = expected ?? this.state!.virtualServers.get(key)!;
+      for (const key of touched) {
+        const id = plan.virtualServers.get(key) ?? this.state!.virtualServers.get(key)!;
         read.set(key, await this.tools.ipvsadm.readService(id));
       }
     }
     const problems: string[] = [];
     const offending: string[] = [];
-    for (const [key, expected] of plan.virtualServers) {
+    for (const key of touched) {
+      const expected = plan.virtualServers.get(key) ?? null;
       const found = virtualServerProblems(key, expected, read.get(key) ?? null);
       if (found.length === 0) continue;
       problems.push(...found);

@@ -14,18 +14,29 @@
  *
  * The IPVS table is read only if ip_vs is loaded (`/proc/net/ip_vs` exists): running
  * ipvsadm would load the module on a node that never used it.
+ *
+ * On the switch to iptables mode, a virtual server that still carries connections is not
+ * deleted at once (`keepBusy`): deleting it, or its address on kube-ipvs0, breaks them
+ * (measured: the next packet of a connection made through IPVS gets a reset). iptables
+ * mode's DNAT rules catch every new connection before IPVS sees it, so such a virtual
+ * server only serves the connections it has: its real servers go to weight 0 and it stays,
+ * with its kube-ipvs0 address, until IPVS counts no connection to it, re-checked every
+ * period (removeIpvsLeftovers' `drain`) as graceful termination does. `switchboard cleanup`
+ * removes everything at once, as kube-proxy's does.
  */
 import type { CommandRunner } from '../../kernel/exec.js';
 import { CommandError } from '../../kernel/exec.js';
 import { addressCommand, IpLink, KUBE_IPVS0 } from '../../kernel/ip-link.js';
 import { Ipset, IpsetError, ipsetMissing } from '../../kernel/ipset.js';
 import type { Iptables } from '../../kernel/iptables.js';
-import { Ipvsadm } from '../../kernel/ipvsadm.js';
+import { Ipvsadm, IpvsadmRestoreError } from '../../kernel/ipvsadm.js';
+import type { KernelVirtualServer } from '../../kernel/ipvsadm-output.js';
 import type { Logger } from '../../log.js';
 import { cidrContains, type IPFamily, parseCIDR, parseIP } from '../../model/ip.js';
+import { type Clock, systemClock, type TimerHandle } from '../../sync/clock.js';
 import { IPVS_MODE_LEFTOVERS, planCleanup } from '../iptables/cleanup.js';
 import { IPSET_DEFINITIONS, ipsetName } from './ipsets.js';
-import { deleteVirtualServerLine } from './ipvsadm-text.js';
+import { deleteVirtualServerLine, realServerLine } from './ipvsadm-text.js';
 import { isSwapSetName } from './kernel-state.js';
 import { virtualServerKey } from './state.js';
 
@@ -36,6 +47,8 @@ export interface IpvsStateRemoval {
   virtualServers: number;
   addresses: number;
   linkRemoved: boolean;
+  /** virtual servers kept because they still carry connections (`keepBusy`), by key */
+  busy: string[];
   /** what could not be removed, with why */
   problems: string[];
 }
@@ -47,6 +60,8 @@ export interface RemoveIpvsStateInput {
   excludeCIDRs: readonly string[];
   log: Logger;
   link?: string;
+  /** keep virtual servers that still carry connections, at weight 0, with their kube-ipvs0 address */
+  keepBusy?: boolean;
 }
 
 /** Whether ip_vs is loaded, without loading it (`test -e /proc/net/ip_vs`). */
@@ -76,7 +91,16 @@ async function ipvsModeRan(runner: CommandRunner, family: IPFamily): Promise<boo
 }
 
 function empty(): IpvsStateRemoval {
-  return { chains: 0, rules: 0, sets: 0, virtualServers: 0, addresses: 0, linkRemoved: false, problems: [] };
+  return {
+    chains: 0,
+    rules: 0,
+    sets: 0,
+    virtualServers: 0,
+    addresses: 0,
+    linkRemoved: false,
+    busy: [],
+    problems: [],
+  };
 }
 
 /**
@@ -118,11 +142,12 @@ export async function removeIpvsState(input: RemoveIpvsStateInput): Promise<Ipvs
   }
 
   // 2. virtual servers
+  const keptAddresses = new Set<string>();
   if (await ipvsLoaded(runner)) {
     const ipvsadm = new Ipvsadm(runner);
     try {
-      const table = await ipvsadm.readTable();
-      const stale = table.virtualServers.filter((vs) => {
+      const table = input.keepBusy ? await ipvsadm.readTableWithCounts() : await ipvsadm.readTable();
+      const ours = table.virtualServers.filter((vs) => {
         const ip = parseIP(vs.address);
         if (!ip || !families.includes(ip.family)) return false;
         if (excluded.some((c) => cidrContains(c, ip))) {
@@ -131,8 +156,27 @@ export async function removeIpvsState(input: RemoveIpvsStateInput): Promise<Ipvs
         }
         return true;
       });
-      if (stale.length > 0) {
-        await ipvsadm.restore(`${stale.map((vs) => deleteVirtualServerLine(vs)).join('\n')}\n`);
+      const busy = input.keepBusy ? ours.filter(carriesConnections) : [];
+      const stale = ours.filter((vs) => !busy.includes(vs));
+      const lines = [
+        ...stale.map((vs) => deleteVirtualServerLine(vs)),
+        ...busy.flatMap((vs) =>
+          vs.realServers
+            .filter((r) => r.weight !== 0)
+            .map((r) => realServerLine(vs, { ...r, weight: 0 }, '-e')),
+        ),
+      ];
+      for (const vs of busy) {
+        out.busy.push(virtualServerKey(vs));
+        keptAddresses.add(vs.address);
+      }
+      if (lines.length > 0) {
+        try {
+          await ipvsadm.restore(`${lines.join('\n')}\n`);
+        } catch (e) {
+          // read back below: what did not take effect is reported there
+          if (!(e instanceof IpvsadmRestoreError)) throw e;
+        }
         const after = new Set((await ipvsadm.readTable()).virtualServers.map(virtualServerKey));
         const left = stale.filter((vs) => after.has(virtualServerKey(vs)));
         out.virtualServers = stale.length - left.length;
@@ -146,12 +190,12 @@ export async function removeIpvsState(input: RemoveIpvsStateInput): Promise<Ipvs
     log.debug('ip_vs is not loaded: no virtual servers to remove');
   }
 
-  // 3. kube-ipvs0
+  // 3. kube-ipvs0 (the addresses of busy virtual servers stay: their connections arrive there)
   const ip = new IpLink(runner);
   try {
     if (await ip.exists(link)) {
       for (const family of families) {
-        const addresses = (await ip.addresses(link, family)) ?? [];
+        const addresses = ((await ip.addresses(link, family)) ?? []).filter((a) => !keptAddresses.has(a));
         if (addresses.length === 0) continue;
         await ip.batch(addresses.map((a) => addressCommand('del', a, link)));
         out.addresses += addresses.length;
@@ -166,7 +210,7 @@ export async function removeIpvsState(input: RemoveIpvsStateInput): Promise<Ipvs
       } else {
         log.info(
           { link, addresses: rest.length },
-          "kept the link: the other family's addresses are still on it",
+          "kept the link: addresses are still on it (the other family's, or those of virtual servers kept for their connections)",
         );
       }
     }
@@ -177,6 +221,11 @@ export async function removeIpvsState(input: RemoveIpvsStateInput): Promise<Ipvs
   return out;
 }
 
+/** Whether any real server of `vs` has connections (active or not: a TIME_WAIT still needs its path). */
+function carriesConnections(vs: KernelVirtualServer): boolean {
+  return vs.realServers.some((r) => (r.activeConnections ?? 0) + (r.inactiveConnections ?? 0) > 0);
+}
+
 export interface RemoveIpvsLeftoversInput {
   runner: CommandRunner;
   /** the iptables (backend) in use */
@@ -184,6 +233,12 @@ export interface RemoveIpvsLeftoversInput {
   family: IPFamily;
   excludeCIDRs: readonly string[];
   log: Logger;
+  /**
+   * Keep the virtual servers that still carry connections, and remove them once their
+   * connections are gone, checked every `periodMs` (the switch to iptables mode). Without
+   * it, everything goes at once.
+   */
+  drain?: { periodMs: number; clock?: Clock };
 }
 
 /**
@@ -205,18 +260,57 @@ export async function removeIpvsLeftovers(input: RemoveIpvsLeftoversInput): Prom
     log.debug({ family }, 'no sign of IPVS mode (chains, sets, kube-ipvs0): the IPVS table is left alone');
     return { ...empty(), rules: plan.removedRules };
   }
-  const removed = await removeIpvsState({
+  const state = {
     runner: input.runner,
     families: [family],
     excludeCIDRs: input.excludeCIDRs,
     log,
-  });
+    keepBusy: input.drain !== undefined,
+  };
+  const removed = await removeIpvsState(state);
   removed.chains = plan.removedChains;
   removed.rules = plan.removedRules;
-  const { problems, ...counts } = removed;
+  report(removed, family, log);
+  if (removed.busy.length > 0 && input.drain) drainLater(state, input.drain, log);
+  return removed;
+}
+
+function report(removed: IpvsStateRemoval, family: IPFamily, log: Logger): void {
+  const { problems, busy, ...counts } = removed;
   if (Object.values(counts).some((v) => v !== 0 && v !== false)) {
     log.info({ family, ...counts }, "removed IPVS mode's state (switch to iptables mode)");
   }
+  if (busy.length > 0) {
+    log.info(
+      { family, virtualServers: busy },
+      'kept IPVS virtual servers that still carry connections (weight 0); they go once the connections are gone',
+    );
+  }
   for (const p of problems) log.warn({ family }, `IPVS leftovers: ${p}`);
-  return removed;
+}
+
+/** Re-checks the busy virtual servers every period until none is left (timers do not keep the process alive). */
+function drainLater(
+  state: RemoveIpvsStateInput,
+  drain: { periodMs: number; clock?: Clock },
+  log: Logger,
+): void {
+  const clock = drain.clock ?? systemClock;
+  const check = async () => {
+    let busy: string[] = [];
+    try {
+      const removed = await removeIpvsState(state);
+      busy = removed.busy;
+      report(removed, state.families[0]!, log);
+    } catch (e) {
+      log.warn({ err: e }, 'IPVS leftovers: could not check the virtual servers kept for their connections');
+      busy = ['(retry)'];
+    }
+    if (busy.length > 0) arm();
+  };
+  const arm = () => {
+    const timer: TimerHandle = clock.setTimeout(() => void check(), drain.periodMs);
+    (timer as { unref?: () => void } | null)?.unref?.();
+  };
+  arm();
 }

@@ -169,6 +169,9 @@ function checkPort(what: () => string, port: number): void {
  * What a backend remembers between plans, so a sync costs what changed rather than the
  * table's size. The renderer hands out the same objects for unchanged services (the
  * snapshot builder keeps their identity); anything new is checked and compared in full.
+ * A set's entries and the bound addresses are new arrays on every render, whatever
+ * changed: when one holds the same strings as last time it takes last time's identity
+ * (a compare of strings, not a parse of 10,000 addresses), so the memo still hits.
  */
 export interface PlanMemo {
   /** desired virtual servers already checked, with their key */
@@ -181,6 +184,10 @@ export interface PlanMemo {
   matchedSets: WeakMap<Set<string>, KernelIpset>;
   /** the desired kube-ipvs0 addresses → the known bound addresses they match */
   matchedAddresses: WeakMap<readonly string[], Set<string>>;
+  /** per set name, the entries array of the last plan (see sameStrings) */
+  lastEntries: Map<string, readonly string[]>;
+  /** the bound addresses of the last plan, checked */
+  lastBound: readonly string[] | null;
 }
 
 export function newPlanMemo(): PlanMemo {
@@ -190,7 +197,20 @@ export function newPlanMemo(): PlanMemo {
     matched: new WeakMap(),
     matchedSets: new WeakMap(),
     matchedAddresses: new WeakMap(),
+    lastEntries: new Map(),
+    lastBound: null,
   };
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** `list`, or the array seen last time when it holds the same strings (so identity-keyed memos hit). */
+function sameAsLast(list: readonly string[], last: readonly string[] | null | undefined): readonly string[] {
+  return last !== undefined && last !== null && last !== list && sameStrings(last, list) ? last : list;
 }
 
 function validateVirtualServer(vs: VirtualServer, key: string, family: IPFamily): void {
@@ -271,7 +291,9 @@ export function validateDesired(
       throw new DesiredStateError(`${what}: family ${set.family}, expected ${wantFamily}`);
     }
     if (sets.has(set.name)) throw new DesiredStateError(`${what}: listed twice`);
-    let entries = memo.canonicalEntries.get(set.entries);
+    const list = sameAsLast(set.entries, memo.lastEntries.get(set.name));
+    memo.lastEntries.set(set.name, list);
+    let entries = memo.canonicalEntries.get(list);
     if (!entries) {
       entries = new Set<string>();
       for (const entry of set.entries) {
@@ -284,11 +306,15 @@ export function validateDesired(
           throw e;
         }
       }
-      memo.canonicalEntries.set(set.entries, entries);
+      memo.canonicalEntries.set(list, entries);
     }
     sets.set(set.name, entries);
   }
-  for (const address of desired.boundAddresses) checkAddress(() => 'kube-ipvs0 address', address, family);
+  const bound = sameAsLast(desired.boundAddresses, memo.lastBound);
+  if (bound !== memo.lastBound) {
+    for (const address of bound) checkAddress(() => 'kube-ipvs0 address', address, family);
+    memo.lastBound = bound;
+  }
   return { sets, keys, wanted: seen };
 }
 
@@ -483,7 +509,8 @@ function planIpsets(
 function planAddresses(input: PlanInput, memo: PlanMemo, plan: IpvsPlan): void {
   const link = input.link ?? KUBE_IPVS0;
   const have = input.actual.boundAddresses;
-  const list = input.desired.boundAddresses;
+  // validateDesired left the identity of these same addresses there
+  const list = sameAsLast(input.desired.boundAddresses, memo.lastBound);
   plan.createLink = have === null;
   if (have !== null && memo.matchedAddresses.get(list) === have) {
     plan.boundAddresses = have;

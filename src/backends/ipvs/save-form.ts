@@ -6,7 +6,12 @@
  *   every `-m` module, in the order `-s -d -i -o -p` (a `!` stays with its option);
  * - `-j MARK --or-mark V` → `--set-xmark V/V`, `--xor-mark V` → `--set-xmark V/0x0`, and
  *   mark values lose their leading zeros (`0x00004000` → `0x4000`);
- * - `-j REJECT` gains `--reject-with icmp-port-unreachable` (`icmp6-port-unreachable`).
+ * - `-j REJECT` gains `--reject-with icmp-port-unreachable` (`icmp6-port-unreachable`);
+ * - `-m ipvs` prints its options in libxt_ipvs's order (`--vproto`, `--vaddr`, `--vport`,
+ *   `--vdir`, `--vmethod`, `--vportctl`), the protocol as a number and a host `--vaddr`
+ *   without its prefix: `--vaddr 10.0.0.1 --vproto tcp --vport 80` comes back as
+ *   `--vproto 6 --vaddr 10.0.0.1 --vport 80` (measured with iptables 1.8.9, nft and legacy,
+ *   on Debian 12's kernel in the VM guest: these hosts have no xt_ipvs).
  * Quoting is not part of the comparison (rules are compared as words). A form this does not
  * know just compares as different: the chains are then rewritten, as kube-proxy always does.
  */
@@ -28,6 +33,40 @@ function markValue(value: string): string {
 
 function withPrefix(address: string, family: IPFamily): string {
   return address.includes('/') ? address : `${address}/${family === 'IPv4' ? 32 : 128}`;
+}
+
+const IPVS_OPTION_ORDER = ['--vproto', '--vaddr', '--vport', '--vdir', '--vmethod', '--vportctl'] as const;
+const PROTOCOL_NUMBER: Readonly<Record<string, string>> = { tcp: '6', udp: '17', sctp: '132' };
+
+/**
+ * The options of one `-m ipvs` match starting at `rest[start]` (after `-m ipvs`), in the
+ * order and form iptables-save prints them, and where the match ends; null for a form this
+ * does not know (`--ipvs`, a negation), which then compares as different.
+ */
+function ipvsMatch(
+  rest: readonly string[],
+  start: number,
+  family: IPFamily,
+): { words: string[]; end: number } | null {
+  const values = new Map<string, string>();
+  let i = start;
+  for (; i < rest.length; i += 2) {
+    const option = rest[i]!;
+    if (!(IPVS_OPTION_ORDER as readonly string[]).includes(option)) break;
+    const value = rest[i + 1];
+    if (value === undefined || values.has(option)) return null;
+    values.set(option, value);
+  }
+  if (values.size === 0) return null;
+  const words: string[] = [];
+  for (const option of IPVS_OPTION_ORDER) {
+    let value = values.get(option);
+    if (value === undefined) continue;
+    if (option === '--vproto') value = PROTOCOL_NUMBER[value.toLowerCase()] ?? value;
+    if (option === '--vaddr') value = value.replace(family === 'IPv4' ? /\/32$/ : /\/128$/, '');
+    words.push(option, value);
+  }
+  return { words, end: i };
 }
 
 /** The words iptables-save prints for the rule `line` (`-A CHAIN ...`) restored as given. */
@@ -61,6 +100,10 @@ export function predictSavedWords(line: string, family: IPFamily): string[] {
     } else if (w === '--mark' && next !== undefined) {
       out.push('--mark', markValue(next));
       i++;
+    } else if (w === '-m' && next === 'ipvs' && ipvsMatch(rest, i + 2, family) !== null) {
+      const match = ipvsMatch(rest, i + 2, family)!;
+      out.push('-m', 'ipvs', ...match.words);
+      i = match.end - 1;
     } else {
       out.push(w);
     }

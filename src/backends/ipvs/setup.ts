@@ -11,6 +11,7 @@
  */
 import type { HostFacts } from '../../config/host.js';
 import type { KubeProxyConfiguration } from '../../config/kubeproxy.js';
+import { InputError } from '../../errors.js';
 import { type Backend, detectBackend, readIptablesVersion, waitFlags } from '../../kernel/backend.js';
 import { CommandError, type CommandRunner } from '../../kernel/exec.js';
 import { probeHostFacts } from '../../kernel/host-probe.js';
@@ -26,6 +27,29 @@ import type { IpvsState } from './state.js';
 
 export class IpvsUnsupportedError extends Error {
   override readonly name = 'IpvsUnsupportedError';
+}
+
+/**
+ * The environment variable that shortens graceful termination's check period (kube-proxy's
+ * one minute), in milliseconds: for tests that watch a drained real server go, and for
+ * operators who want drained real servers gone sooner. Not a KubeProxyConfiguration field:
+ * kube-proxy has none.
+ */
+export const GRACEFUL_CHECK_PERIOD_ENV = 'SWITCHBOARD_IPVS_GRACEFUL_CHECK_PERIOD_MS';
+
+/** The check period from the environment, or undefined (the default); throws InputError on a bad value. */
+export function gracefulCheckPeriodFromEnv(
+  env: Readonly<Record<string, string | undefined>>,
+): number | undefined {
+  const text = env[GRACEFUL_CHECK_PERIOD_ENV];
+  if (text === undefined || text === '') return undefined;
+  const ms = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!(ms >= 100 && ms <= 3_600_000)) {
+    throw new InputError(
+      `${GRACEFUL_CHECK_PERIOD_ENV}=${JSON.stringify(text)}: expected milliseconds from 100 to 3600000`,
+    );
+  }
+  return ms;
 }
 
 /** kube-proxy's probe address: TEST-NET-2, never a real service. */

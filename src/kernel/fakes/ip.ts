@@ -3,8 +3,14 @@
  * `link show|add|del`, `[-o] [-4|-6] addr show dev`, and `[-force] -batch -` of
  * `addr add|del`. Messages, exit codes and the `-o` format are those measured on this
  * project's hosts (see src/kernel/ip-link.ts) and checked against the real tool with a
- * bridge link (test/ipvs-apply/ip-link.test.ts). The `dummy` type can be switched off, as
- * it is missing from those hosts' kernel.
+ * bridge link (test/ipvs-apply/ip-link.test.ts), and with a real dummy link on Debian 12's
+ * kernel in the VM guest (test/vm/guest/checks/ipvs-doubles.ts). The `dummy` type can be
+ * switched off, as it is missing from those hosts' kernel.
+ *
+ * Two things depend on the kernel, not on ip: an address error's message (6.1 answers
+ * `RTNETLINK answers: File exists`, later kernels `Error: ipv4: Address already assigned.`,
+ * see `kernelMessages`), and IPv6 duplicate address detection, which a dummy link skips
+ * (it is NOARP): its addresses are never `tentative`, unlike a bridge's while it is down.
  */
 import { type IPFamily, parseIP } from '../../model/ip.js';
 import type { RunResult } from '../exec.js';
@@ -38,8 +44,10 @@ export class FakeIp {
   dummyAvailable = true;
   /** link types `ip link add` accepts besides dummy (bridge: to compare with real ip where dummy is missing) */
   readonly otherTypes = new Set(['bridge']);
-  /** net.ipv6.conf.*.accept_dad: with it, IPv6 addresses on a link that is down stay `tentative` */
+  /** net.ipv6.conf.*.accept_dad: with it, IPv6 addresses on a link that is down stay `tentative` (not on a dummy) */
   ipv6Dad = true;
+  /** address errors as the kernel words them: `extack` (kernel 6.x from about 6.3) or `rtnetlink` (6.1) */
+  kernelMessages: 'extack' | 'rtnetlink' = 'extack';
   private readonly links = new Map<string, FakeLink>();
   private nextIndex = 2;
 
@@ -137,7 +145,7 @@ export class FakeIp {
           .map((x) =>
             x.family === 'IPv4'
               ? `${link.index}: ${link.name}    inet ${x.address}/${x.prefix} scope global ${link.name}\\       valid_lft forever preferred_lft forever`
-              : `${link.index}: ${link.name}    inet6 ${x.address}/${x.prefix} scope global ${this.ipv6Dad ? 'tentative ' : ''}\\       valid_lft forever preferred_lft forever`,
+              : `${link.index}: ${link.name}    inet6 ${x.address}/${x.prefix} scope global ${this.ipv6Dad && link.type !== 'dummy' ? 'tentative ' : ''}\\       valid_lft forever preferred_lft forever`,
           );
         return ok(lines.map((l) => `${l}\n`).join(''));
       }
@@ -151,17 +159,24 @@ export class FakeIp {
         const link = this.link(name, 'change');
         const v = ip.family === 'IPv4' ? 'ipv4' : 'ipv6';
         const at = link.addresses.findIndex((x) => x.address === ip.text && x.prefix === prefix);
+        const rtnetlink = this.kernelMessages === 'rtnetlink';
         if (verb === 'add') {
           if (at !== -1)
             throw new IpFailure(
-              ip.family === 'IPv4'
-                ? 'Error: ipv4: Address already assigned.'
-                : 'Error: ipv6: address already assigned.',
+              rtnetlink
+                ? 'RTNETLINK answers: File exists'
+                : ip.family === 'IPv4'
+                  ? 'Error: ipv4: Address already assigned.'
+                  : 'Error: ipv6: address already assigned.',
             );
           link.addresses.push({ family: ip.family, address: ip.text, prefix });
         } else {
           if (at === -1)
-            throw new IpFailure(`Error: ${v}: ${ip.family === 'IPv4' ? 'Address' : 'address'} not found.`);
+            throw new IpFailure(
+              rtnetlink
+                ? 'RTNETLINK answers: Cannot assign requested address'
+                : `Error: ${v}: ${ip.family === 'IPv4' ? 'Address' : 'address'} not found.`,
+            );
           link.addresses.splice(at, 1);
         }
         return ok();

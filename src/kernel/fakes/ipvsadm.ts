@@ -3,16 +3,25 @@
  *
  * It takes the argument vectors and `-R` input the real tool takes, reads them with the
  * tool's grammar (ipvsadm-args.ts), holds the table, and prints `-Sn`, `-Ln` and
- * `-L --timeout` in ipvsadm's formats. The quirks measured on a real kernel
- * (notes/ipvs-kernel-in-a-vm.md) are modelled:
+ * `-L --timeout` in ipvsadm's formats. The quirks measured on a real kernel are modelled,
+ * and checked against real ipvsadm in the VM guest, script by script
+ * (test/vm/guest/checks/ipvs-doubles.ts):
  * - `-R` applies line by line. A kernel error ("Service already exists", "No such
- *   destination", ...) prints one line without a line number and the batch goes on; the
- *   exit code stays 0. A parse error (unknown option, bad address, a `#` comment) stops the
- *   batch, keeping the lines before it, with exit code 255 (2 for ipvsadm's own
- *   "illegal ... specified" messages).
+ *   destination", ...) prints one line without a line number and the batch goes on, and so
+ *   does an option popt refuses (`--bogus: unknown option`). The exit code is the *last*
+ *   line's: 0, or 255 when the last line failed. ipvsadm's own parse errors ("illegal ...
+ *   specified", "unexpected argument", exit 2) and a line that does not start with a command
+ *   (a `#` comment; only "Try `ipvsadm -h' ..." on stderr, exit 255) stop the batch, keeping
+ *   the lines before it (see ipvsadm-args.ts).
  * - A single command that the kernel refuses exits 255.
  * - `-Sn` normalises: `-w` always printed, a bare `-p` as `-p 360`, scheduler flags
- *   fallback-first; the table is printed sorted as ipvsadm sorts it.
+ *   fallback-first, `--tun-type ipip` after a tunnel real server; a direct-routing or tunnel
+ *   real server has the service's port. `-Ln -t ADDR:PORT` prints no version line.
+ * - Listings are sorted as ipvsadm sorts them: firewall mark, family, protocol, address,
+ *   port, each compared by a subtraction in a 32-bit int. For addresses 2^31 or more apart
+ *   (10.x against 192.168.x) that is no order, and ipvsadm's output then depends on the
+ *   kernel's hash table, which is not modelled here: such tables list in some order, not
+ *   ipvsadm's. Nothing may depend on the order (the readers sort).
  * - Without ip_vs every invocation fails like the real tool ("Can't initialize ipvs").
  * Tests can set per-real-server connection counts, remove schedulers (a missing module),
  * and interfere after a restore (another agent changing the table).
@@ -92,33 +101,56 @@ function hostPort(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-function addressBytes(address: string): Uint8Array {
-  return parseIP(address)?.bytes ?? new Uint8Array();
+/** An address as the kernel's union nf_inet_addr: four 32-bit words (IPv4: the first, then zeros). */
+function addressWords(address: string): number[] {
+  const bytes = parseIP(address)?.bytes ?? new Uint8Array(4);
+  const words = [0, 0, 0, 0];
+  for (let i = 0; i < bytes.length; i++) words[i >> 2] = (words[i >> 2]! * 256 + bytes[i]!) >>> 0;
+  return words;
 }
 
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  if (a.length !== b.length) return a.length - b.length;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return 0;
+/** C's `int r = (u32)a - (u32)b`: wraps, so it is no order for values 2^31 or more apart. */
+const intDiff = (a: number, b: number) => (a - b) | 0;
+
+const AF = { IPv4: 2, IPv6: 10 } as const;
+
+/** The address part of ipvs_cmp_services and ipvs_cmp_dests: `family` (a's) says how many words count. */
+function compareAddresses(family: IPFamily, a: string, b: string): number {
+  const wa = addressWords(a);
+  const wb = addressWords(b);
+  let r = 0;
+  for (let i = 0; r === 0 && i < (family === 'IPv6' ? 4 : 1); i++) r = intDiff(wa[i]!, wb[i]!);
+  return r;
 }
 
-/** ipvsadm's ipvs_cmp_services: firewall mark, protocol number, family, address, port. */
+/** libipvs's ipvs_cmp_services: firewall mark, family, protocol number, address, port. */
 function compareServices(a: FakeService, b: FakeService): number {
   const mark = (s: FakeService) => (s.spec.kind === 'fwmark' ? s.spec.fwmark : 0);
-  const d = mark(a) - mark(b);
-  if (d !== 0) return d;
-  if (a.spec.kind === 'fwmark' || b.spec.kind === 'fwmark') {
-    return (a.spec.family === 'IPv4' ? 0 : 1) - (b.spec.family === 'IPv4' ? 0 : 1);
-  }
-  return (
-    PROTOCOL_NUMBER[a.spec.protocol] - PROTOCOL_NUMBER[b.spec.protocol] ||
-    compareBytes(addressBytes(a.spec.address), addressBytes(b.spec.address)) ||
-    a.spec.port - b.spec.port
-  );
+  const r = intDiff(mark(a), mark(b)) || AF[a.spec.family] - AF[b.spec.family];
+  if (r !== 0 || a.spec.kind === 'fwmark' || b.spec.kind === 'fwmark') return r;
+  const proto = PROTOCOL_NUMBER[a.spec.protocol] - PROTOCOL_NUMBER[b.spec.protocol];
+  if (proto !== 0) return proto;
+  return compareAddresses(a.spec.family, a.spec.address, b.spec.address) || a.spec.port - b.spec.port;
 }
 
+/** libipvs's ipvs_cmp_dests: address (families are not compared: v4 and v6 tunnel servers mix), port. */
 function compareDests(a: FakeDest, b: FakeDest): number {
-  return compareBytes(addressBytes(a.address), addressBytes(b.address)) || a.port - b.port;
+  return compareAddresses(a.family, a.address, b.address) || a.port - b.port;
+}
+
+/** glibc's qsort, a top-down merge sort: with a comparator that is no order, the algorithm decides. */
+function mergeSort<T>(items: T[], compare: (a: T, b: T) => number): T[] {
+  if (items.length <= 1) return items;
+  const half = items.length >> 1;
+  const left = mergeSort(items.slice(0, half), compare);
+  const right = mergeSort(items.slice(half), compare);
+  const out: T[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < left.length && j < right.length) {
+    out.push(compare(left[i]!, right[j]!) <= 0 ? left[i++]! : right[j++]!);
+  }
+  return out.concat(left.slice(i), right.slice(j));
 }
 
 /** ipvsadm's print_sched_flags: fallback first, then port; flag-N for other schedulers. */
@@ -158,7 +190,7 @@ export class FakeIpvsadm {
     try {
       entry = parseIpvsadmArgs(args);
     } catch (e) {
-      return this.parseFailure(e);
+      return { stdout: '', ...this.parseFailure(e) };
     }
     switch (entry.command) {
       case 'restore':
@@ -186,33 +218,43 @@ export class FakeIpvsadm {
     }
   }
 
-  private parseFailure(e: unknown): RunResult {
+  private parseFailure(e: unknown): { stderr: string; exitCode: number } {
     if (!(e instanceof IpvsadmParseError)) throw e;
-    const tryHelp = e.exitCode === 255 ? "Try `ipvsadm -h' or 'ipvsadm --help' for more information.\n" : '';
-    return { stdout: '', stderr: `${e.message}\n${tryHelp}`, exitCode: e.exitCode };
+    return { stderr: e.stderr, exitCode: e.exitCode };
   }
 
+  /** ipvsadm's restore_table: each line run as a command; the exit code is the last line's. */
   private restore(input: string): RunResult {
     let stderr = '';
+    let result = 0;
     for (const line of input.split('\n')) {
       if (line.trim() === '') continue;
       let entry: IpvsadmEntry;
       try {
         entry = parseIpvsadmLine(line);
+        // `-R` inside `-R`: ipvsadm will not read stdin twice
+        if (entry.command === 'restore') throw new IpvsadmParseError('-R in -R', 'usage');
       } catch (e) {
         const failure = this.parseFailure(e);
-        this.afterRestore?.(this);
-        return { ...failure, stderr: stderr + failure.stderr };
+        stderr += failure.stderr;
+        if ((e as IpvsadmParseError).stopsRestore) {
+          this.afterRestore?.(this);
+          return { stdout: '', stderr, exitCode: failure.exitCode };
+        }
+        result = failure.exitCode;
+        continue;
       }
+      result = 0;
       try {
         this.execute(entry);
       } catch (e) {
         if (!(e instanceof KernelError)) throw e;
         stderr += `${e.message}\n`;
+        result = 255;
       }
     }
     this.afterRestore?.(this);
-    return { stdout: '', stderr, exitCode: 0 };
+    return { stdout: '', stderr, exitCode: result };
   }
 
   private service(spec: ServiceSpec | undefined, missing: string): FakeService {
@@ -310,8 +352,6 @@ export class FakeIpvsadm {
   private destFor(svc: FakeService, entry: IpvsadmEntry): FakeDest {
     const server = entry.server!;
     const forwarding = entry.forwarding ?? 'gate';
-    // The kernel refuses NAT to a real server of the other family (only tunnels may cross).
-    if (forwarding === 'masq' && server.family !== svc.spec.family) throw new KernelError('Invalid argument');
     return {
       family: server.family,
       address: server.address,
@@ -327,7 +367,11 @@ export class FakeIpvsadm {
   }
 
   private sorted(): FakeService[] {
-    return [...this.services.values()].sort(compareServices);
+    return mergeSort([...this.services.values()], compareServices);
+  }
+
+  private sortedDests(svc: FakeService): FakeDest[] {
+    return mergeSort([...svc.dests.values()], compareDests);
   }
 
   private saveName(svc: FakeService): string {
@@ -351,8 +395,9 @@ export class FakeIpvsadm {
       const flags = schedFlagsText(svc);
       if (flags !== '') line += ` -b ${flags}`;
       out.push(line);
-      for (const d of [...svc.dests.values()].sort(compareDests)) {
+      for (const d of this.sortedDests(svc)) {
         let dl = `-a ${name} -r ${hostPort(d.address, d.port)} ${SAVE_FORWARDING[d.forwarding]} -w ${d.weight}`;
+        if (d.forwarding === 'ipip' && !d.tunnel.includes('--tun-type')) dl += ' --tun-type ipip';
         if (d.tunnel.length > 0) dl += ` ${d.tunnel.join(' ')}`;
         out.push(dl);
       }
@@ -366,18 +411,19 @@ export class FakeIpvsadm {
       return { stdout: `Timeout (tcp tcpfin udp): ${t.tcp} ${t.tcpFin} ${t.udp}\n`, stderr: '', exitCode: 0 };
     }
     let services: FakeService[];
+    const out: string[] = [];
     if (entry.service) {
       const one = this.services.get(specKey(entry.service));
       if (!one) return { stdout: '', stderr: 'No such service\n', exitCode: 1 };
       services = [one];
     } else {
       services = this.sorted();
+      out.push('IP Virtual Server version 1.2.1 (size=4096)');
     }
-    const out = [
-      'IP Virtual Server version 1.2.1 (size=4096)',
+    out.push(
       'Prot LocalAddress:Port Scheduler Flags',
       '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn',
-    ];
+    );
     for (const svc of services) {
       const spec = svc.spec;
       const name =
@@ -394,7 +440,7 @@ export class FakeIpvsadm {
       if (svc.persistenceEngine !== undefined) line += ` pe ${svc.persistenceEngine}`;
       if (svc.onePacket) line += ' ops';
       out.push(line);
-      for (const d of [...svc.dests.values()].sort(compareDests)) {
+      for (const d of this.sortedDests(svc)) {
         const target = hostPort(d.address, d.port).padEnd(28);
         out.push(
           `  -> ${target} ${LIST_FORWARDING[d.forwarding].padEnd(7)} ${String(d.weight).padEnd(6)} ${String(d.active).padEnd(10)} ${String(d.inactive).padEnd(10)}`,

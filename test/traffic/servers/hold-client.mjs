@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Holds one TCP connection open, run inside a client namespace. Prints one JSON line per
 // line the server sends ({ ok: true, name, peer, seq, ... }); each line read on stdin is
-// sent to the server as a probe. When the connection fails or closes it prints
+// sent to the server as a probe, except `reset`, which aborts the connection with a TCP RST
+// (so it leaves no TIME_WAIT behind). When the connection fails or closes it prints
 // { ok: false, error } (an errno code, TIMEOUT for a connect that got no answer, or
 // CLOSED) and exits.
 //
@@ -61,6 +62,13 @@ socket.on('data', (chunk) => {
 socket.on('error', (err) => finish(err.code ?? err.message));
 socket.on('close', () => finish('CLOSED'));
 
-readline.createInterface({ input: process.stdin }).on('line', () => socket.write('probe\n'));
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  // the socket's 'close' then ends the client
+  if (line.trim() === 'reset') {
+    socket.resetAndDestroy();
+  } else {
+    socket.write('probe\n');
+  }
+});
 process.stdin.on('end', () => socket.destroy());
 for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => process.exit(0));

@@ -1,9 +1,23 @@
 /**
  * The iptables matches IPVS mode needs load on the guest kernel, through both iptables
- * backends: `-m set` (kube-proxy's KUBE-SERVICES rules) and `-m ipvs`.
+ * backends: `-m set` (kube-proxy's KUBE-SERVICES rules) and `-m ipvs`; and iptables-save
+ * prints kube-proxy's `-m ipvs` rules (KUBE-IPVS-OUT-FILTER) in the form save-form.ts
+ * predicts, so a restart finds the helper chains in place and does not rewrite them.
  */
 import assert from 'node:assert/strict';
+import { splitRuleWords } from '../../../../src/backends/iptables/cleanup.js';
+import { predictSavedWords } from '../../../../src/backends/ipvs/save-form.js';
+import type { IPFamily } from '../../../../src/model/ip.js';
 import type { CheckContext } from '../check.js';
+
+const OUT_FILTER: Record<IPFamily, string[]> = {
+  IPv4: [
+    '-A KUBE-IPVS-OUT-FILTER -s 10.200.0.1 -m ipvs --vaddr 10.200.0.1 --vproto tcp --vport 80 -j DROP',
+    '-A KUBE-IPVS-OUT-FILTER -s 10.200.0.2 -m ipvs --vaddr 10.200.0.2 --vproto udp --vport 53 -j DROP',
+    '-A KUBE-IPVS-OUT-FILTER -s 10.200.0.3 -m ipvs --vaddr 10.200.0.3 --vproto sctp --vport 80 -j DROP',
+  ],
+  IPv6: ['-A KUBE-IPVS-OUT-FILTER -s fd00::1 -m ipvs --vaddr fd00::1 --vproto tcp --vport 80 -j DROP'],
+};
 
 const RULES = `*nat
 :KUBE-SERVICES - [0:0]
@@ -33,5 +47,20 @@ export default async function (t: CheckContext): Promise<void> {
     const destroy = await runner.run('ipset', ['destroy', 'KUBE-CLUSTER-IP'], { reject: false });
     assert.notEqual(destroy.exitCode, 0, 'destroying a set in use should fail');
     t.note(`iptables-${backend}: -m set and -m ipvs rules loaded and read back`);
+
+    for (const family of ['IPv4', 'IPv6'] as const) {
+      const tool = family === 'IPv4' ? 'iptables' : 'ip6tables';
+      const input = `*filter\n:KUBE-IPVS-OUT-FILTER - [0:0]\n${OUT_FILTER[family].join('\n')}\nCOMMIT\n`;
+      await runner.run(`${tool}-${backend}-restore`, ['--noflush'], { input });
+      const got = (await runner.run(`${tool}-${backend}-save`, ['-t', 'filter'])).stdout
+        .split('\n')
+        .filter((l) => l.startsWith('-A KUBE-IPVS-OUT-FILTER '))
+        .map((l) => splitRuleWords(l).join(' '));
+      const predicted = OUT_FILTER[family].map((l) => predictSavedWords(l, family).join(' '));
+      assert.deepEqual(got, predicted, `${tool}-${backend}-save of -m ipvs rules`);
+    }
+    t.note(
+      `${backend}: -m ipvs rules saved as predicted (${predictSavedWords(OUT_FILTER.IPv4[0]!, 'IPv4').join(' ')})`,
+    );
   }
 }
