@@ -16,6 +16,14 @@ describe('ExecaRunner', () => {
     expect(r.exitCode).toBe(0);
   });
 
+  it('writes an input given as pieces one after the other, nothing between them', async () => {
+    const script =
+      'let s="";process.stdin.setEncoding("utf8").on("data",d=>s+=d).on("end",()=>process.stdout.write(s))';
+    const pieces = ['*nat', '\n', '-A X -j Y\n-A X -j Z', '\n', 'é-'.repeat(70_000), '\n', 'COMMIT', '\n'];
+    const r = await runner.run(node, ['-e', script], { input: pieces });
+    expect(r.stdout === pieces.join('')).toBe(true);
+  });
+
   it('a non-zero exit throws CommandError, or is returned with reject: false', async () => {
     const args = ['-e', 'process.stderr.write("bad input\\n"); process.exit(3)'];
     const error = await runner.run(node, args).catch((e: unknown) => e);
