@@ -307,7 +307,7 @@ function runPathMemoryTable(results: readonly RunPathResult[]): string {
   return [
     'run path memory, MiB: the proxy process (the API double runs apart). base = RSS before the proxy started;',
     "peaks are the kernel's high-water mark of RSS over each start (reset before it, after a forced GC);",
-    `steady = median RSS over 3 s, 2 s after the last endpoint change; heap used = V8's at its end, live heap = after`,
+    `steady = median RSS over 5 s, 35 s after the last endpoint change (after a periodic sync); heap used = V8's at its end, live heap = after`,
     'a forced full GC. run --once --from = the CLI as a child process, the JSON dump, into a fresh namespace (its peak RSS).',
     main,
   ].join('\n');

@@ -95,11 +95,18 @@ export interface RunPathResult {
 
 /** Changes after a sync wait until this long after it started (minSyncPeriod is 1 s). */
 const CHANGE_SPACING_MS = 1100;
-const STEADY_AFTER_MS = 2000;
-const STEADY_WINDOW_MS = 3000;
+/**
+ * Steady: a quiet proxy after its periodic sync (syncPeriod 30 s), when V8 has collected the
+ * first sync's garbage and given back what it could; sampled over STEADY_WINDOW_MS.
+ */
+const STEADY_AFTER_MS = 35_000;
+const STEADY_WINDOW_MS = 5000;
+/** A stopped proxy's watch sockets close an event-loop turn or two later; until then they hold it. */
+const STOPPED_SETTLE_MS = 500;
 
 /** Starts a proxy with its own peak RSS: after a GC (the previous proxy's garbage), from a reset high-water mark. */
 async function measuredStart(run: RunPath, ns: string): Promise<StartFigures> {
+  await new Promise((r) => setTimeout(r, STOPPED_SETTLE_MS));
   collectGarbage();
   const peak = startPeak();
   const start = await run.startProxy(ns);
