@@ -103,7 +103,9 @@ class DoubleProcess {
   ): Promise<{ double: DoubleProcess; url: string; cluster: ClusterFacts }> {
     const script = sibling('./api-double-process');
     const args: DoubleArgs = { shape };
-    const double = new DoubleProcess(fork(script, [JSON.stringify(args)], { stdio: 'inherit' }));
+    // The loader only (tsx): V8 flags given to this process (heap sizes) are the proxy's.
+    const execArgv = script.endsWith('.ts') ? ['--import', 'tsx'] : [];
+    const double = new DoubleProcess(fork(script, [JSON.stringify(args)], { stdio: 'inherit', execArgv }));
     const ready = await double.next();
     if (ready.type !== 'ready') throw new Error(`the API double did not start: ${JSON.stringify(ready)}`);
     return { double, url: ready.url, cluster: ready.cluster };
