@@ -58,6 +58,28 @@ export function inputText(input: string | readonly string[]): string {
   return typeof input === 'string' ? input : input.join('');
 }
 
+const CHUNK_CHARS = 64 * 1024;
+
+/**
+ * Pieces joined into chunks of about 64 KiB, in order: one write each instead of one per
+ * piece (a restore input has a piece per chain), and each chunk small enough to be a young,
+ * short-lived string for V8.
+ */
+export function* chunksOf(pieces: readonly string[], chunkChars = CHUNK_CHARS): Generator<string> {
+  let batch: string[] = [];
+  let size = 0;
+  for (const piece of pieces) {
+    if (size > 0 && size + piece.length > chunkChars) {
+      yield batch.join('');
+      batch = [];
+      size = 0;
+    }
+    batch.push(piece);
+    size += piece.length;
+  }
+  if (size > 0) yield batch.join('');
+}
+
 const DEFAULT_TIMEOUT_MS = 60_000;
 
 /** Runs commands for real, with execa. */
@@ -65,7 +87,7 @@ export class ExecaRunner implements CommandRunner {
   async run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     const { input = '' } = options;
     const result = await execa(cmd, [...args], {
-      input: typeof input === 'string' ? input : Readable.from(input, { objectMode: false }),
+      input: typeof input === 'string' ? input : Readable.from(chunksOf(input), { objectMode: false }),
       timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       reject: false,
       stripFinalNewline: false,

@@ -2,7 +2,7 @@
  * ExecaRunner against real (harmless) processes; no root needed.
  */
 import { describe, expect, it } from 'vitest';
-import { CommandError, ExecaRunner } from '../../src/kernel/exec.js';
+import { CommandError, chunksOf, ExecaRunner } from '../../src/kernel/exec.js';
 
 const runner = new ExecaRunner();
 const node = process.execPath;
@@ -22,6 +22,13 @@ describe('ExecaRunner', () => {
     const pieces = ['*nat', '\n', '-A X -j Y\n-A X -j Z', '\n', 'é-'.repeat(70_000), '\n', 'COMMIT', '\n'];
     const r = await runner.run(node, ['-e', script], { input: pieces });
     expect(r.stdout === pieces.join('')).toBe(true);
+  });
+
+  it('chunksOf joins pieces in order into chunks of at most the size (a larger piece alone)', () => {
+    const pieces = ['ab', 'cd', 'e', 'fghijk', 'l', '', 'mn'];
+    const chunks = [...chunksOf(pieces, 4)];
+    expect(chunks).toEqual(['abcd', 'e', 'fghijk', 'lmn']);
+    expect([...chunksOf([], 4)]).toEqual([]);
   });
 
   it('a non-zero exit throws CommandError, or is returned with reject: false', async () => {
