@@ -153,6 +153,8 @@ function runOnceFromManifest(run: RunPath, dir: string, dump: string, ns: string
   writeFileSync(host, JSON.stringify(run.host));
   const args = [
     ...usageReporter(dir),
+    // the heap cap this process runs with, as the chart gives it to the proxy
+    ...process.execArgv.filter((a) => a.startsWith('--max-old-space-size')),
     ...cliCommand(),
     'run',
     '--once',
