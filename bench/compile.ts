@@ -23,6 +23,8 @@ export function compileBench(repoRoot: string, entry: string): string {
     tsc,
     entry,
     join(repoRoot, 'src', 'cli.ts'),
+    // forked by the run path benchmark, not imported
+    join(repoRoot, 'bench', 'api-double-process.ts'),
     '--outDir',
     outDir,
     '--rootDir',

@@ -16,8 +16,8 @@ import { createRequire } from 'node:module';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import { writeManifestDumps } from './manifest-dump.js';
+import { parseUsage, usageReporter } from './memory.js';
 import { median } from './stats.js';
 import { type ClusterShape, syntheticCluster } from './synthetic-cluster.js';
 
@@ -43,8 +43,6 @@ export interface ManifestLoadResult {
   failures: string[];
 }
 
-const MARK = 'BENCH_USAGE ';
-
 interface Measured {
   ms: number;
   cpuMs: number;
@@ -64,12 +62,11 @@ function measure(args: string[], cwd: string): Measured {
   });
   const ms = performance.now() - t0;
   const stderr = child.stderr ?? '';
-  const line = stderr.split('\n').find((l) => l.startsWith(MARK));
-  const usage = line ? (JSON.parse(line.slice(MARK.length)) as { maxRSS: number; cpuMs: number }) : null;
+  const usage = parseUsage(stderr);
   return {
     ms,
     cpuMs: usage?.cpuMs ?? Number.NaN,
-    rssMiB: (usage?.maxRSS ?? Number.NaN) / 1024,
+    rssMiB: usage?.peakMiB ?? Number.NaN,
     ok: child.status === 0 && usage !== null,
     stderr,
   };
@@ -100,12 +97,7 @@ export function runManifestLoad(
         '',
       ].join('\n'),
     );
-    const reporter = join(dir, 'report-rss.mjs');
-    writeFileSync(
-      reporter,
-      `process.on('exit', () => { const u = process.resourceUsage(); process.stderr.write('\\n${MARK}' + JSON.stringify({ maxRSS: u.maxRSS, cpuMs: (u.userCPUTime + u.systemCPUTime) / 1000 }) + '\\n'); });\n`,
-    );
-    const preload = ['--import', pathToFileURL(reporter).href];
+    const preload = usageReporter(dir);
     const jsYaml = createRequire(import.meta.url).resolve('js-yaml');
     const floorScript: Record<ManifestFormat, string> = {
       json: 'JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"))',

@@ -18,13 +18,14 @@
  *
  * Options: `--scenarios 1000x10,10000x10`; `--suites render,manifest,kernel,run` (default
  * all) picks the parts; `--compiled` runs the children on tsc output instead of tsx (see
- * compile.ts); `--manifest-rounds <n>` (default 3); `--no-kernel` skips the kernel and run
- * parts (skipped anyway, with the reason, without root or `ip netns`); `--backends
- * nft,legacy`; `--kernel-time-box <seconds>` (default 600) stops one kernel or run child that
- * takes longer; `--ipvs` adds the IPVS rows, measured in the VM guest (see bench/ipvs.ts; it
- * boots qemu, and 10000x10's cold start takes minutes there), `--ipvs-time-box <seconds>`
- * (default 2400) bounds that guest run. Exits non-zero when a partial render or a partial apply does not write
- * exactly what it should, or a child fails.
+ * compile.ts); `--manifest-rounds <n>` (default 3); `--max-old-space-size <MiB>` runs the
+ * run path's proxy (and its `run --once` child) with that V8 heap cap, as the chart does;
+ * `--no-kernel` skips the kernel and run parts (skipped anyway, with the reason, without root
+ * or `ip netns`); `--backends nft,legacy`; `--kernel-time-box <seconds>` (default 600) stops
+ * one kernel or run child that takes longer; `--ipvs` adds the IPVS rows, measured in the VM
+ * guest (see bench/ipvs.ts; it boots qemu, and 10000x10's cold start takes minutes there),
+ * `--ipvs-time-box <seconds>` (default 2400) bounds that guest run. Exits non-zero when a
+ * partial render or a partial apply does not write exactly what it should, or a child fails.
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
@@ -215,6 +216,15 @@ function parseTimeBox(text: string | undefined): number {
   return s;
 }
 
+/** `--max-old-space-size <MiB>`: the V8 heap cap the run path's proxy runs with (the chart sets one). */
+function parseHeapCap(text: string | undefined): string[] {
+  if (text === undefined) return [];
+  const mib = Number(text);
+  if (!Number.isInteger(mib) || mib <= 0)
+    throw new Error(`--max-old-space-size: expected MiB > 0, got ${text}`);
+  return [`--max-old-space-size=${mib}`];
+}
+
 function parseRounds(text: string | undefined): number {
   if (text === undefined) return DEFAULT_MANIFEST_ROUNDS;
   const n = Number(text);
@@ -231,6 +241,8 @@ interface RunAllOptions {
   backends: Backend[];
   timeBoxS: number;
   manifestRounds: number;
+  /** node flags of the run path's child (and the CLI it starts), e.g. the chart's heap cap */
+  runNodeFlags: string[];
 }
 
 interface Collected {
@@ -291,7 +303,7 @@ function runChildren(
         if (c.interrupted) break;
       }
       if (o.suites.includes('run')) {
-        const r = runRunPathChild(command, scenario, backend, o.timeBoxS, c.messages);
+        const r = runRunPathChild([...o.runNodeFlags, ...command], scenario, backend, o.timeBoxS, c.messages);
         if (r.result) c.runPath.push(r.result);
         c.failed ||= r.failed;
         c.interrupted = r.interrupted;
@@ -352,7 +364,8 @@ function runAll(o: RunAllOptions): number {
   const command = o.compiled ? [compileBench(repoRoot, thisFile)] : ['--import', 'tsx', thisFile];
   const cli = o.compiled ? [compiledCli(repoRoot)] : ['--import', 'tsx', resolve(repoRoot, 'src', 'cli.ts')];
   console.log(
-    `runtime: ${o.compiled ? 'tsc output (--compiled)' : 'tsx (esbuild keepNames wrappers included; --compiled for tsc output)'}, node ${process.version}`,
+    `runtime: ${o.compiled ? 'tsc output (--compiled)' : 'tsx (esbuild keepNames wrappers included; --compiled for tsc output)'}, node ${process.version}` +
+      (o.runNodeFlags.length > 0 ? `; run path with ${o.runNodeFlags.join(' ')}` : ''),
   );
   const plan = kernelPlan(o.noKernel, o.backends);
   const c = runChildren(o, command, cli, plan.backends);
@@ -381,6 +394,7 @@ async function main(): Promise<number> {
       'manifest-rounds': { type: 'string' },
       ipvs: { type: 'boolean' },
       'ipvs-time-box': { type: 'string' },
+      'max-old-space-size': { type: 'string' },
     },
     strict: true,
   });
@@ -412,6 +426,7 @@ async function main(): Promise<number> {
     backends: (values.backends?.split(',') ?? ALL_BACKENDS).map((b) => parseBackend(b.trim(), '--backends')),
     timeBoxS: parseTimeBox(values['kernel-time-box']),
     manifestRounds: parseRounds(values['manifest-rounds']),
+    runNodeFlags: parseHeapCap(values['max-old-space-size']),
   });
   if (!values.ipvs || code === 130) return code;
   return Math.max(code, await runIpvsRows(scenarios, parseTimeBox(values['ipvs-time-box'] ?? '2400')));

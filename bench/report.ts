@@ -24,6 +24,9 @@ export const TARGETS = {
   nftRunFirstSyncMs: 10_000,
   nftRunRestartMs: 8_000,
   nftRunEventToSyncedMs: 350,
+  /** the `run` path's memory (issue 9 §2): steady RSS, and the peak of every start */
+  runSteadyRssMiB: 200,
+  runPeakRssMiB: 300,
 };
 
 export interface TargetCheck {
@@ -255,14 +258,57 @@ export function runPathTable(results: readonly RunPathResult[]): string {
     ]),
   );
   return [
-    'run path: the proxy as `switchboard run` starts it, with the API source (an in-process API double), into fresh',
+    'run path: the proxy as `switchboard run` starts it, with the API source (an API double in another process), into fresh',
     'network namespaces; wall-clock ms. first sync / restart / takeover: start to the end of the first sync, as',
-    '"total (list + sync)"; cpu s = CPU seconds over that span, this process (proxy and API double) + the commands it',
+    '"total (list + sync)"; cpu s = CPU seconds over that span, this process (the proxy) + the commands it',
     'ran (iptables-*, ip): steadier than wall time on a shared machine; lines = restore lines written (restart: over',
     'its own rules; takeover: over the same rules',
     `written the way kube-proxy writes them). event->synced: an EndpointSlice change handed to the API double to the`,
     `end of the sync that applied it, median of ${TIMED_RUNS}; floor: one restore of one chain with one rule into the same`,
     'table, measured in the same run; ratio = event->synced / floor.',
+    main,
+    '',
+    runPathMemoryTable(results),
+  ].join('\n');
+}
+
+const mibOrDash = (v: number | null | undefined) =>
+  v === null || v === undefined ? '-' : String(Math.round(v));
+
+function runPathMemoryTable(results: readonly RunPathResult[]): string {
+  const main = table(
+    [
+      'scenario',
+      'backend',
+      'base RSS',
+      'first sync peak',
+      'steady RSS',
+      'heap used',
+      'live heap',
+      'restart peak',
+      'takeover peak',
+      'run --once --from peak',
+      'ms',
+    ],
+    results.map((r) => [
+      r.scenario,
+      r.backend,
+      mibOrDash(r.baseRssMiB),
+      mibOrDash(r.firstSync?.peakRssMiB),
+      mibOrDash(r.steady?.rssMiB),
+      mibOrDash(r.steady?.heapUsedMiB),
+      mibOrDash(r.steady?.liveHeapMiB),
+      mibOrDash(r.restart?.peakRssMiB),
+      mibOrDash(r.takeover?.peakRssMiB),
+      mibOrDash(r.onceFromManifest?.peakRssMiB),
+      r.onceFromManifest ? String(Math.round(r.onceFromManifest.ms)) : '-',
+    ]),
+  );
+  return [
+    'run path memory, MiB: the proxy process (the API double runs apart). base = RSS before the proxy started;',
+    "peaks are the kernel's high-water mark of RSS over each start (reset before it, after a forced GC);",
+    `steady = median RSS over 5 s, 35 s after the last endpoint change (after a periodic sync); heap used = V8's at its end, live heap = after`,
+    'a forced full GC. run --once --from = the CLI as a child process, the JSON dump, into a fresh namespace (its peak RSS).',
     main,
   ].join('\n');
 }
@@ -294,8 +340,27 @@ export function checkRunPathTargets(results: readonly RunPathResult[]): TargetCh
           ...kernelCheck('watch event -> synced', r.eventToSynced?.ms, TARGETS.nftRunEventToSyncedMs),
           ...(r.eventToSynced ? { figure: `${ms(r.eventToSynced.ms)} ms${floor}` } : {}),
         },
+        memoryCheck(scenario, 'steady RSS', r.steady?.rssMiB, TARGETS.runSteadyRssMiB),
+        memoryCheck(scenario, 'first sync peak RSS', r.firstSync?.peakRssMiB, TARGETS.runPeakRssMiB),
+        memoryCheck(scenario, 'restart peak RSS', r.restart?.peakRssMiB, TARGETS.runPeakRssMiB),
+        memoryCheck(scenario, 'takeover peak RSS', r.takeover?.peakRssMiB, TARGETS.runPeakRssMiB),
+        memoryCheck(
+          scenario,
+          'run --once --from peak RSS',
+          r.onceFromManifest?.peakRssMiB,
+          TARGETS.runPeakRssMiB,
+        ),
       ];
     });
+}
+
+function memoryCheck(scenario: string, what: string, value: number | undefined, limit: number): TargetCheck {
+  return {
+    scenario,
+    what: `${what} <= ${limit} MiB`,
+    figure: value === undefined ? 'not measured' : `${Math.round(value)} MiB`,
+    met: value !== undefined && value <= limit,
+  };
 }
 
 export function targetLines(checks: readonly TargetCheck[]): string[] {
@@ -311,6 +376,12 @@ interface ApplyFields {
   runTakeoverMs: number | null;
   runEventToSyncedMs: number | null;
   runFloorMs: number | null;
+  runFirstSyncPeakRssMiB: number | null;
+  runSteadyRssMiB: number | null;
+  runSteadyHeapUsedMiB: number | null;
+  runRestartPeakRssMiB: number | null;
+  runTakeoverPeakRssMiB: number | null;
+  runOnceFromPeakRssMiB: number | null;
 }
 
 /**
@@ -338,6 +409,12 @@ export function jsonLines(
       runTakeoverMs: rounded(p?.takeover?.ms),
       runEventToSyncedMs: p?.eventToSynced ? round(p.eventToSynced.ms, 1) : null,
       runFloorMs: p?.floorMs ? round(p.floorMs, 1) : null,
+      runFirstSyncPeakRssMiB: rounded(p?.firstSync?.peakRssMiB),
+      runSteadyRssMiB: rounded(p?.steady?.rssMiB),
+      runSteadyHeapUsedMiB: rounded(p?.steady?.heapUsedMiB),
+      runRestartPeakRssMiB: rounded(p?.restart?.peakRssMiB),
+      runTakeoverPeakRssMiB: rounded(p?.takeover?.peakRssMiB),
+      runOnceFromPeakRssMiB: rounded(p?.onceFromManifest?.peakRssMiB),
     };
   });
   return applies.map((a) =>
@@ -358,6 +435,12 @@ export function jsonLines(
       runTakeoverMs: a.runTakeoverMs,
       runEventToSyncedMs: a.runEventToSyncedMs,
       runFloorMs: a.runFloorMs,
+      runFirstSyncPeakRssMiB: a.runFirstSyncPeakRssMiB,
+      runSteadyRssMiB: a.runSteadyRssMiB,
+      runSteadyHeapUsedMiB: a.runSteadyHeapUsedMiB,
+      runRestartPeakRssMiB: a.runRestartPeakRssMiB,
+      runTakeoverPeakRssMiB: a.runTakeoverPeakRssMiB,
+      runOnceFromPeakRssMiB: a.runOnceFromPeakRssMiB,
     }),
   );
 }

@@ -1,19 +1,22 @@
 /**
- * The `run` path with the API source, in this process, for benchmarks: an API double
- * (test/api/fake-apiserver.ts) serving a synthetic cluster over HTTP, and the production
- * proxy started the way `switchboard run` starts it (startProxy: ClusterSource with the
- * production list-watch timings -> ObjectStore -> SyncLoop -> IptablesBackend, made by
- * createIptablesBackends and wrapped in the conntrack cleaner), writing into a network
- * namespace the caller made. Changes go through the API double as watch events.
+ * The `run` path with the API source, for benchmarks: an API double (test/api/fake-apiserver.ts)
+ * serving a synthetic cluster over HTTP from a process of its own (api-double-process.ts), and
+ * in this process the production proxy started the way `switchboard run` starts it
+ * (startProxy: ClusterSource with the production list-watch timings -> ObjectStore ->
+ * SyncLoop -> IptablesBackend, made by createIptablesBackends and wrapped in the conntrack
+ * cleaner), writing into a network namespace the caller made. Changes go through the API
+ * double as watch events.
  *
- * The API double shares the process (and its event loop and heap) with the proxy: its own
- * work is small next to the proxy's for a watch event, but it serialises every list for
- * the initial sync, and it holds its copy of the objects (count that when reading RSS).
+ * The double runs apart so that this process's memory is the proxy's (and a little
+ * bookkeeping): it holds the whole cluster and serialises every list, a third of the heap at
+ * 10,000 services when it shared the process.
  */
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { V1EndpointSlice } from '@kubernetes/client-node';
+import { fileURLToPath } from 'node:url';
+import { KubeConfig } from '@kubernetes/client-node';
 import { createIptablesBackends } from '../src/backends/iptables/backend.js';
 import type { HostFacts } from '../src/config/host.js';
 import type { KubeProxyConfiguration } from '../src/config/kubeproxy.js';
@@ -26,9 +29,8 @@ import type { SyncReport } from '../src/sync/backend.js';
 import { ConntrackCleaner, ConntrackCleaningBackend } from '../src/sync/conntrack-cleanup.js';
 import { type RunningProxy, startProxy } from '../src/sync/run.js';
 import { iptablesOptions, resolveNodeName } from '../src/sync/wiring.js';
-import { FakeApiServer, type KubeObject } from '../test/api/fake-apiserver.js';
-import { firstReadyEndpoint, replaceEndpointIP } from './endpoint-change.js';
-import { type ClusterShape, podIP, type SyntheticCluster, syntheticCluster } from './synthetic-cluster.js';
+import type { ClusterFacts, DoubleArgs, DoubleReply, DoubleRequest } from './api-double-process.js';
+import type { ClusterShape } from './synthetic-cluster.js';
 import { syntheticConfig, syntheticHost } from './synthetic-config.js';
 import { parseScenarioName } from './world.js';
 
@@ -78,12 +80,96 @@ export interface EndpointChangeResult {
   report: SyncReport;
 }
 
-function asKubeObject(object: unknown): KubeObject {
-  return object as KubeObject;
+/** The API double's process, and its answers in order. */
+class DoubleProcess {
+  private readonly replies: DoubleReply[] = [];
+  private wake: (() => void) | null = null;
+  private exited: string | null = null;
+
+  private constructor(private readonly child: ChildProcess) {
+    child.on('message', (reply: DoubleReply) => {
+      this.replies.push(reply);
+      this.wake?.();
+    });
+    child.on('exit', (code, signal) => {
+      this.exited = `the API double exited (${code ?? signal})`;
+      this.wake?.();
+    });
+  }
+
+  /** Forks the double (the same runtime as this process: tsx or compiled) and waits until it serves. */
+  static async start(
+    shape: ClusterShape,
+  ): Promise<{ double: DoubleProcess; url: string; cluster: ClusterFacts }> {
+    const script = sibling('./api-double-process');
+    const args: DoubleArgs = { shape };
+    // The loader only (tsx): V8 flags given to this process (heap sizes) are the proxy's.
+    const execArgv = script.endsWith('.ts') ? ['--import', 'tsx'] : [];
+    const double = new DoubleProcess(fork(script, [JSON.stringify(args)], { stdio: 'inherit', execArgv }));
+    const ready = await double.next();
+    if (ready.type !== 'ready') throw new Error(`the API double did not start: ${JSON.stringify(ready)}`);
+    return { double, url: ready.url, cluster: ready.cluster };
+  }
+
+  async ask<T extends DoubleReply['type']>(
+    request: DoubleRequest,
+    type: T,
+  ): Promise<Extract<DoubleReply, { type: T }>> {
+    this.child.send(request);
+    const reply = await this.next();
+    if (reply.type !== type) throw new Error(`API double: ${JSON.stringify(reply)}`);
+    return reply as Extract<DoubleReply, { type: T }>;
+  }
+
+  private async next(): Promise<DoubleReply> {
+    for (;;) {
+      const reply = this.replies.shift();
+      if (reply) return reply;
+      if (this.exited) throw new Error(this.exited);
+      await new Promise<void>((resolve) => {
+        this.wake = () => {
+          this.wake = null;
+          resolve();
+        };
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.exited || !this.child.connected) return;
+    const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.send({ type: 'close' } satisfies DoubleRequest);
+    await gone;
+  }
+}
+
+const here = fileURLToPath(import.meta.url);
+
+/** A sibling module of this one, in the runtime this process uses (tsx: .ts; --compiled: .js). */
+function sibling(relative: string): string {
+  const ext = here.endsWith('.ts') ? '.ts' : '.js';
+  return resolve(dirname(here), `${relative}${ext}`);
+}
+
+/** The node arguments that start the CLI in the runtime this process uses. */
+export function cliCommand(): string[] {
+  const cli = sibling('../src/cli');
+  return cli.endsWith('.ts') ? ['--import', 'tsx', cli] : [cli];
+}
+
+/** A kubeconfig for the double (plain HTTP). */
+function kubeConfigFor(url: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'fake', server: url, skipTLSVerify: true }],
+    users: [{ name: 'fake', token: 'fake-token' }],
+    contexts: [{ name: 'fake', cluster: 'fake', user: 'fake' }],
+    currentContext: 'fake',
+  });
+  return kc;
 }
 
 export class RunPath {
-  readonly cluster: SyntheticCluster;
   readonly config: KubeProxyConfiguration;
   readonly host: HostFacts;
   readonly nodeName: string;
@@ -92,19 +178,19 @@ export class RunPath {
   private waiters: Array<() => void> = [];
 
   private constructor(
-    readonly fake: FakeApiServer,
-    cluster: SyntheticCluster,
+    private readonly double: DoubleProcess,
+    private readonly url: string,
+    cluster: ClusterFacts,
     private readonly backend: Backend,
     private readonly root: CommandRunner,
     readonly log: Logger,
   ) {
-    this.cluster = cluster;
     this.config = syntheticConfig(cluster);
     this.host = syntheticHost(cluster);
     this.nodeName = resolveNodeName(this.config, this.host);
   }
 
-  /** Generates the cluster and loads it into a fresh API double. */
+  /** Starts the API double with the scenario's cluster (generated in its process). */
   static async create(options: {
     scenario: string;
     shape: Omit<ClusterShape, 'services' | 'endpointsPerService'>;
@@ -113,18 +199,31 @@ export class RunPath {
     root: CommandRunner;
     log?: Logger;
   }): Promise<RunPath> {
-    const cluster = syntheticCluster({ ...options.shape, ...parseScenarioName(options.scenario) });
-    const fake = await FakeApiServer.start();
-    fake.apply('nodes', asKubeObject(cluster.node));
-    for (const svc of cluster.services) fake.apply('services', asKubeObject(svc));
-    for (const slice of cluster.slices) fake.apply('endpointslices', asKubeObject(slice));
+    const shape = { ...options.shape, ...parseScenarioName(options.scenario) };
+    const { double, url, cluster } = await DoubleProcess.start(shape);
     return new RunPath(
-      fake,
+      double,
+      url,
       cluster,
       options.backend,
       options.root,
       options.log ?? createLogger(process.env['BENCH_LOG'] ?? 'warn'),
     );
+  }
+
+  /** The services the endpoint changes pick (see world.ts' pickChangeTargets). */
+  async changeTargets(count: number): Promise<number[]> {
+    return (await this.double.ask({ type: 'targets', count }, 'targets')).indexes;
+  }
+
+  /** Has the double write the cluster into `dir` as kubectl prints it; returns the JSON file. */
+  async writeDump(dir: string): Promise<string> {
+    return (await this.double.ask({ type: 'dump', dir }, 'dumped')).json;
+  }
+
+  /** Has the double write the cluster's rules into `netns` the way kube-proxy writes them. */
+  async writeLikeKubeProxy(netns: string): Promise<void> {
+    await this.double.ask({ type: 'write-like-kube-proxy', netns, backend: this.backend }, 'written');
   }
 
   get running(): RunningProxy | null {
@@ -146,7 +245,7 @@ export class RunPath {
       source: new ClusterSource({
         nodeName: this.nodeName,
         log: this.log,
-        kubeConfig: this.fake.kubeConfig(),
+        kubeConfig: kubeConfigFor(this.url),
       }),
       createBackends: async ({ families, config, host, log }) => {
         const backends = await createIptablesBackends({
@@ -188,21 +287,9 @@ export class RunPath {
    * resolves when a sync applied it.
    */
   async changeEndpoint(serviceIndex: number, k: number): Promise<EndpointChangeResult> {
-    const svc = this.cluster.services[serviceIndex]!;
-    const serviceKey = `${svc.metadata!.namespace}/${svc.metadata!.name}`;
-    const slice: V1EndpointSlice = this.cluster.slices[serviceIndex]!;
-    const index = firstReadyEndpoint(slice);
-    const node = Number((slice.endpoints[index]?.nodeName ?? 'node-001').slice('node-'.length)) - 1;
-    const change = replaceEndpointIP(
-      slice,
-      index,
-      podIP(node, 200 * 256 + k),
-      ++this.cluster.lastResourceVersion,
-    );
-    this.cluster.slices[serviceIndex] = change.slice;
     const from = this.seen.length;
     const t0 = performance.now();
-    this.fake.apply('endpointslices', asKubeObject(change.slice));
+    const { serviceKey } = await this.double.ask({ type: 'change', serviceIndex, k }, 'changed');
     const done = await this.waitFor(
       (s) => s.report.ok && s.report.appliedChanges.some((c) => c.serviceKey === serviceKey),
       from,
@@ -217,11 +304,12 @@ export class RunPath {
 
   async close(): Promise<void> {
     await this.stopProxy();
-    await this.fake.close();
+    await this.double.close();
   }
 
   private onSynced(report: SyncReport): void {
-    this.seen.push({ report, atMs: performance.now() });
+    // Without the snapshots: holding every sync's would keep old service states alive.
+    this.seen.push({ report: { ...report, snapshots: [] }, atMs: performance.now() });
     const waiters = this.waiters;
     this.waiters = [];
     for (const wake of waiters) wake();

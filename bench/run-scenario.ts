@@ -18,31 +18,44 @@
  *    iptables tools, then the restore input, here in bounded transactions as a 10,000-
  *    service restore is not feasible in one with iptables-nft), then a proxy started on it.
  *
+ * 6. `run --once --from` a kubectl-shaped JSON dump of the same cluster, the CLI as a child
+ *    process in a fresh namespace (manifest source, one full sync from an empty table).
+ *
+ * Memory (memory.ts; BENCH_HEAP_SNAPSHOTS=<dir> also writes a heap snapshot there at steady state): the peak RSS of this process during the first sync, the restart and
+ * the takeover (true peaks: the kernel's high-water mark, reset before each phase after a
+ * forced GC), its steady RSS and heap a few seconds after the endpoint changes, and the peak
+ * RSS of the `run --once --from` child. The API double runs in a process of its own
+ * (run-path.ts), so these are the proxy's figures; this process also holds the benchmark's
+ * own bookkeeping (small) and the TypeScript loader unless run with --compiled.
+ *
  * Every figure is published as soon as it exists, so a run stopped by the parent's time box
  * keeps what it measured.
  */
-import { loadavg } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { DEFAULT_CHUNKING, planTransactions } from '../src/backends/iptables/chunking.js';
-import { buildRenderContext } from '../src/backends/iptables/context.js';
-import { ensureCanaries, ensureJumpRules } from '../src/backends/iptables/jump-rules.js';
-import { renderIptables } from '../src/backends/iptables/render.js';
-import { formatRestore } from '../src/backends/iptables/restore-text.js';
+import { writeHeapSnapshot } from 'node:v8';
 import type { Backend } from '../src/kernel/backend.js';
-import { type CommandRunner, ExecaRunner, inNetns } from '../src/kernel/exec.js';
-import { Iptables } from '../src/kernel/iptables.js';
-import { nodeInfoFrom, SnapshotBuilder } from '../src/model/snapshot.js';
-import { ObjectStore } from '../src/model/store.js';
+import { ExecaRunner, inNetns } from '../src/kernel/exec.js';
 import type { SyncReport } from '../src/sync/backend.js';
-import { iptablesOptions, topologyOptions } from '../src/sync/wiring.js';
 import { oneRuleRestoreMs, usePrivateXtablesLock } from './kernel-scenario.js';
+import {
+  collectGarbage,
+  parseUsage,
+  rssMiB,
+  type SteadyFigures,
+  startPeak,
+  steadyFigures,
+  usageReporter,
+} from './memory.js';
 import { type BenchNetns, createNetns } from './netns.js';
 import type { ProxyStart } from './run-path.js';
-import { RunPath } from './run-path.js';
+import { cliCommand, RunPath } from './run-path.js';
 import { TIMED_RUNS } from './scenario.js';
 import { median } from './stats.js';
-import { type ClusterShape, clusterEvents } from './synthetic-cluster.js';
-import { pickChangeTargets } from './world.js';
+import type { ClusterShape } from './synthetic-cluster.js';
 
 export interface StartFigures {
   /** startProxy() to the end of the first sync */
@@ -52,7 +65,9 @@ export interface StartFigures {
   /** the first sync alone */
   syncMs: number;
   restoreLines: number;
-  /** CPU over the same span, ms: this process (proxy and API double), and the commands it ran */
+  /** peak RSS of this process over the span, MiB */
+  peakRssMiB: number;
+  /** CPU over the same span, ms: this process (the proxy), and the commands it ran */
   cpuMs: number;
   childCpuMs: number;
 }
@@ -67,6 +82,12 @@ export interface RunPathResult {
   floorMs: number | null;
   restart: StartFigures | null;
   takeover: StartFigures | null;
+  /** RSS before the proxy started (node, modules, the benchmark), MiB */
+  baseRssMiB: number | null;
+  /** STEADY_WINDOW_MS, starting STEADY_AFTER_MS after the last endpoint change */
+  steady: SteadyFigures | null;
+  /** `run --once --from` the JSON dump: the CLI child's peak RSS (MiB), wall ms and CPU ms */
+  onceFromManifest: { peakRssMiB: number; ms: number; cpuMs: number } | null;
   complete: boolean;
   loadAverage: [start: number, end: number];
   failures: string[];
@@ -74,14 +95,32 @@ export interface RunPathResult {
 
 /** Changes after a sync wait until this long after it started (minSyncPeriod is 1 s). */
 const CHANGE_SPACING_MS = 1100;
+/**
+ * Steady: a quiet proxy after its periodic sync (syncPeriod 30 s), when V8 has collected the
+ * first sync's garbage and given back what it could; sampled over STEADY_WINDOW_MS.
+ */
+const STEADY_AFTER_MS = 35_000;
+const STEADY_WINDOW_MS = 5000;
+/** A stopped proxy's watch sockets close an event-loop turn or two later; until then they hold it. */
+const STOPPED_SETTLE_MS = 500;
 
-function startFigures(start: ProxyStart): StartFigures {
+/** Starts a proxy with its own peak RSS: after a GC (the previous proxy's garbage), from a reset high-water mark. */
+async function measuredStart(run: RunPath, ns: string): Promise<StartFigures> {
+  await new Promise((r) => setTimeout(r, STOPPED_SETTLE_MS));
+  collectGarbage();
+  const peak = startPeak();
+  const start = await run.startProxy(ns);
+  return startFigures(start, peak.peakMiB());
+}
+
+function startFigures(start: ProxyStart, peakRssMiB: number): StartFigures {
   const lines = start.report.results.reduce((n, r) => n + r.restoreLines, 0);
   return {
     ms: start.ms,
     listedMs: start.listedMs,
     syncMs: start.report.durationMs,
     restoreLines: lines,
+    peakRssMiB,
     cpuMs: start.cpu.selfMs,
     childCpuMs: start.cpu.childrenMs,
   };
@@ -91,23 +130,57 @@ function syncLines(report: SyncReport): number {
   return report.results.reduce((n, r) => n + r.restoreLines, 0);
 }
 
-/** Writes the current cluster's rules into a namespace the way kube-proxy does (see the file comment). */
-async function writeLikeKubeProxy(run: RunPath, runner: CommandRunner, backend: Backend): Promise<void> {
-  const store = new ObjectStore(run.nodeName);
-  for (const event of clusterEvents(run.cluster)) store.apply(event);
-  const node = nodeInfoFrom(run.nodeName, store.node, { nodeIPs: run.host.nodeIPs });
-  const snapshot = new SnapshotBuilder('IPv4', topologyOptions(run.config)).build(store, node);
-  const ctx = buildRenderContext(iptablesOptions(run.config, run.host), 'IPv4', node);
-  const render = renderIptables(snapshot, ctx);
-  const iptables = new Iptables(runner, backend);
-  await ensureJumpRules(iptables, 'IPv4');
-  await ensureCanaries(iptables, 'IPv4');
-  const chunking =
-    backend === 'legacy' ? { ...DEFAULT_CHUNKING, threshold: Number.POSITIVE_INFINITY } : DEFAULT_CHUNKING;
-  const plan = planTransactions(render.filter, render.nat, chunking);
-  for (const { table, chain } of plan.precreate) await iptables.ensureChain('IPv4', table, chain);
-  for (const tables of plan.transactions)
-    await iptables.restore('IPv4', formatRestore(tables, render.ruleTexts));
+/**
+ * `switchboard run --once --from <dump.json>` as a child process in namespace `ns`, with its
+ * peak RSS and CPU from the child itself.
+ */
+function runOnceFromManifest(run: RunPath, dir: string, dump: string, ns: string) {
+  const config = join(dir, 'config.yaml');
+  writeFileSync(
+    config,
+    [
+      'apiVersion: kubeproxy.config.k8s.io/v1alpha1',
+      'kind: KubeProxyConfiguration',
+      `hostnameOverride: ${run.nodeName}`,
+      `clusterCIDR: ${run.config.clusterCIDR}`,
+      // leave the host's conntrack table size and this child's OOM score alone
+      'conntrack: {maxPerCore: 0}',
+      'oomScoreAdj: 0',
+      '',
+    ].join('\n'),
+  );
+  const host = join(dir, 'host.json');
+  writeFileSync(host, JSON.stringify(run.host));
+  const args = [
+    ...usageReporter(dir),
+    // the heap cap this process runs with, as the chart gives it to the proxy
+    ...process.execArgv.filter((a) => a.startsWith('--max-old-space-size')),
+    ...cliCommand(),
+    'run',
+    '--once',
+    '--from',
+    dump,
+    '--config',
+    config,
+    '--host',
+    host,
+    '--family',
+    'ipv4',
+  ];
+  const t0 = performance.now();
+  const child = spawnSync('ip', ['netns', 'exec', ns, process.execPath, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'ignore', 'pipe'],
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const ms = performance.now() - t0;
+  const usage = parseUsage(child.stderr ?? '');
+  if (child.status !== 0 || !usage) {
+    throw new Error(
+      `run --once --from failed (exit ${child.status ?? child.signal}): ${(child.stderr ?? '').slice(-2000)}`,
+    );
+  }
+  return { peakRssMiB: usage.peakMiB, ms, cpuMs: usage.cpuMs };
 }
 
 export function runPathNotMeasured(scenario: string, backend: Backend): RunPathResult {
@@ -120,6 +193,9 @@ export function runPathNotMeasured(scenario: string, backend: Backend): RunPathR
     floorMs: null,
     restart: null,
     takeover: null,
+    baseRssMiB: null,
+    steady: null,
+    onceFromManifest: null,
     complete: false,
     loadAverage: [load, load],
     failures: [],
@@ -141,21 +217,25 @@ export async function runRunPathScenario(
   const say = (msg: string) => process.stderr.write(`  [run ${name} ${backend}] ${msg}\n`);
   const root = new ExecaRunner();
   const namespaces: BenchNetns[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'sb-bench-run-'));
   let run: RunPath | undefined;
   try {
     run = await RunPath.create({ scenario: name, shape, backend, root });
     const ns = createNetns('run');
     namespaces.push(ns);
+    collectGarbage();
+    result.baseRssMiB = rssMiB();
 
     say('first sync from an empty table, API source ...');
-    result.firstSync = startFigures(await run.startProxy(ns.name));
+    result.firstSync = await measuredStart(run, ns.name);
     say(
-      `first sync: ${Math.round(result.firstSync.ms)} ms (listed after ${Math.round(result.firstSync.listedMs)} ms)`,
+      `first sync: ${Math.round(result.firstSync.ms)} ms (listed after ${Math.round(result.firstSync.listedMs)} ms), ` +
+        `peak RSS ${Math.round(result.firstSync.peakRssMiB)} MiB`,
     );
     publish();
 
     const samples: { ms: number; syncMs: number }[] = [];
-    for (const [k, index] of pickChangeTargets(run.cluster, TIMED_RUNS + 1).entries()) {
+    for (const [k, index] of (await run.changeTargets(TIMED_RUNS + 1)).entries()) {
       const last = run.lastSync();
       const wait = last ? last.startedAtMs + CHANGE_SPACING_MS - Date.now() : 0;
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
@@ -174,14 +254,28 @@ export async function runRunPathScenario(
       maxMs: Math.max(...ms),
       syncMs: median(samples.map((s) => s.syncMs)),
     };
+    await new Promise((r) => setTimeout(r, STEADY_AFTER_MS));
+    result.steady = await steadyFigures(STEADY_WINDOW_MS);
+    const snapshots = process.env['BENCH_HEAP_SNAPSHOTS'];
+    if (snapshots)
+      say(
+        `heap snapshot: ${writeHeapSnapshot(join(snapshots, `run-${name}-${backend}-steady.heapsnapshot`))}`,
+      );
+    say(
+      `steady: RSS ${Math.round(result.steady.rssMiB)} MiB, heap used ${Math.round(result.steady.heapUsedMiB)} MiB ` +
+        `(live ${Math.round(result.steady.liveHeapMiB)} MiB)`,
+    );
     result.floorMs = await oneRuleRestoreMs(inNetns(root, ns.name), backend);
     say(`floor (one chain, one rule): ${result.floorMs.toFixed(1)} ms`);
     publish();
 
     await run.stopProxy();
     say('restart over its own rules ...');
-    result.restart = startFigures(await run.startProxy(ns.name));
-    say(`restart: ${Math.round(result.restart.ms)} ms, ${result.restart.restoreLines} restore lines`);
+    result.restart = await measuredStart(run, ns.name);
+    say(
+      `restart: ${Math.round(result.restart.ms)} ms, ${result.restart.restoreLines} restore lines, ` +
+        `peak RSS ${Math.round(result.restart.peakRssMiB)} MiB`,
+    );
     publish();
     await run.stopProxy();
 
@@ -189,16 +283,31 @@ export async function runRunPathScenario(
     namespaces.push(other);
     say('takeover: writing the rules the way kube-proxy does ...');
     const t0 = performance.now();
-    await writeLikeKubeProxy(run, inNetns(root, other.name), backend);
+    await run.writeLikeKubeProxy(other.name);
     say(`  written in ${Math.round(performance.now() - t0)} ms; starting the proxy on them ...`);
-    result.takeover = startFigures(await run.startProxy(other.name));
-    say(`takeover: ${Math.round(result.takeover.ms)} ms, ${result.takeover.restoreLines} restore lines`);
+    result.takeover = await measuredStart(run, other.name);
+    say(
+      `takeover: ${Math.round(result.takeover.ms)} ms, ${result.takeover.restoreLines} restore lines, ` +
+        `peak RSS ${Math.round(result.takeover.peakRssMiB)} MiB`,
+    );
+    publish();
+    await run.stopProxy();
+
+    const once = createNetns('once');
+    namespaces.push(once);
+    say('run --once --from the JSON dump ...');
+    const dump = await run.writeDump(dir);
+    result.onceFromManifest = runOnceFromManifest(run, dir, dump, once.name);
+    say(
+      `run --once --from: ${Math.round(result.onceFromManifest.ms)} ms, peak RSS ${Math.round(result.onceFromManifest.peakRssMiB)} MiB`,
+    );
     result.complete = true;
   } catch (e) {
     result.failures.push(`stopped: ${e instanceof Error ? e.message : String(e)}`);
   } finally {
     await run?.close().catch(() => undefined);
     for (const ns of namespaces) ns.remove();
+    rmSync(dir, { recursive: true, force: true });
   }
   publish();
   return result;

@@ -7,7 +7,10 @@ import { type HostFacts, neutralHostFacts } from '../src/config/host.js';
 import { defaultKubeProxyConfiguration, type KubeProxyConfiguration } from '../src/config/kubeproxy.js';
 import type { SyntheticCluster } from './synthetic-cluster.js';
 
-export function syntheticConfig(cluster: SyntheticCluster): KubeProxyConfiguration {
+/** What the configuration and host facts depend on. */
+export type ClusterAddressing = Pick<SyntheticCluster, 'nodeName' | 'nodeIP' | 'clusterCIDR'>;
+
+export function syntheticConfig(cluster: ClusterAddressing): KubeProxyConfiguration {
   return {
     ...defaultKubeProxyConfiguration(),
     hostnameOverride: cluster.nodeName,
@@ -16,7 +19,7 @@ export function syntheticConfig(cluster: SyntheticCluster): KubeProxyConfigurati
   };
 }
 
-export function syntheticHost(cluster: SyntheticCluster): HostFacts {
+export function syntheticHost(cluster: ClusterAddressing): HostFacts {
   const host = neutralHostFacts();
   return {
     ...host,

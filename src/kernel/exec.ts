@@ -3,11 +3,17 @@
  * conntrack, ...). Commands are argument vectors, never shell strings, so nothing from a
  * Service object can be interpreted by a shell.
  */
+import { Readable } from 'node:stream';
 import { execa } from 'execa';
 
 export interface RunOptions {
-  /** Written to the command's stdin (restore input). */
-  input?: string;
+  /**
+   * Written to the command's stdin (restore input). A list is written piece after piece,
+   * nothing added between them: a large input need not exist as one string (an
+   * iptables-restore input of 10,000 services is tens of megabytes, and every such string
+   * outlives the write in V8's large-object space until a full garbage collection).
+   */
+  input?: string | readonly string[];
   timeoutMs?: number;
   /**
    * `true` (the default): a non-zero exit throws a CommandError. `false`: the result is
@@ -47,13 +53,41 @@ export function formatCommand(cmd: string, args: readonly string[]): string {
     .join(' ');
 }
 
+/** The input as one string (for fakes and recorders; real runs stream a list). */
+export function inputText(input: string | readonly string[]): string {
+  return typeof input === 'string' ? input : input.join('');
+}
+
+const CHUNK_CHARS = 64 * 1024;
+
+/**
+ * Pieces joined into chunks of about 64 KiB, in order: one write each instead of one per
+ * piece (a restore input has a piece per chain), and each chunk small enough to be a young,
+ * short-lived string for V8.
+ */
+export function* chunksOf(pieces: readonly string[], chunkChars = CHUNK_CHARS): Generator<string> {
+  let batch: string[] = [];
+  let size = 0;
+  for (const piece of pieces) {
+    if (size > 0 && size + piece.length > chunkChars) {
+      yield batch.join('');
+      batch = [];
+      size = 0;
+    }
+    batch.push(piece);
+    size += piece.length;
+  }
+  if (size > 0) yield batch.join('');
+}
+
 const DEFAULT_TIMEOUT_MS = 60_000;
 
 /** Runs commands for real, with execa. */
 export class ExecaRunner implements CommandRunner {
   async run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    const { input = '' } = options;
     const result = await execa(cmd, [...args], {
-      input: options.input ?? '',
+      input: typeof input === 'string' ? input : Readable.from(chunksOf(input), { objectMode: false }),
       timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       reject: false,
       stripFinalNewline: false,
@@ -150,7 +184,7 @@ export class RecordingRunner implements CommandRunner {
 
   async run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     const call: RecordedCall = { cmd, args: [...args] };
-    if (options.input !== undefined) call.input = options.input;
+    if (options.input !== undefined) call.input = inputText(options.input);
     this.calls.push(call);
     let answer: Partial<RunResult> | undefined;
     for (const responder of this.responders) {

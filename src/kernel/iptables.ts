@@ -3,7 +3,7 @@
  */
 import type { IPFamily } from '../model/ip.js';
 import { type Backend, iptablesBinary } from './backend.js';
-import { CommandError, type CommandRunner } from './exec.js';
+import { CommandError, type CommandRunner, inputText } from './exec.js';
 
 /** kube-proxy's default lock-wait flags for iptables 1.8.8+ (see `waitFlags`). */
 const DEFAULT_WAIT_FLAGS = ['-w', '5'];
@@ -107,8 +107,15 @@ export class Iptables {
     return iptablesBinary(this.backend, family, tool);
   }
 
-  /** Applies restore input given on stdin, in one transaction; throws RestoreError. */
-  async restore(family: IPFamily, text: string, options: RestoreOptions = {}): Promise<void> {
+  /**
+   * Applies restore input given on stdin, in one transaction; throws RestoreError. The input
+   * may be given as pieces (see RunOptions.input).
+   */
+  async restore(
+    family: IPFamily,
+    text: string | readonly string[],
+    options: RestoreOptions = {},
+  ): Promise<void> {
     const args: string[] = [];
     if (options.noflush ?? true) args.push('--noflush');
     if (options.counters ?? true) args.push('--counters');
@@ -126,7 +133,7 @@ export class Iptables {
         r.exitCode,
         r.stderr,
         lineNumber,
-        lineNumber === undefined ? undefined : lineOf(text, lineNumber),
+        lineNumber === undefined ? undefined : lineOf(inputText(text), lineNumber),
       );
     }
   }

@@ -71,7 +71,8 @@ function hasProxyNameLabel(o: unknown): boolean {
 export class ObjectStore {
   private readonly services = new Map<string, StoredService>();
   private readonly slices = new Map<string, StoredSlice>();
-  private readonly slicesByService = new Map<string, Map<string, ParsedSlice>>();
+  /** a list, not a Map per service: 10,000 one-entry Maps cost 5 MiB */
+  private readonly slicesByService = new Map<string, ParsedSlice[]>();
   private readonly versions = new Map<string, number>();
   private readonly problems = new Map<string, ObjectProblem[]>();
   private nodeObject: unknown = null;
@@ -144,7 +145,10 @@ export class ObjectStore {
     const changed = new Set<string>();
     const detach = () => {
       if (!existing?.serviceKey) return;
-      this.slicesByService.get(existing.serviceKey)?.delete(key);
+      const list = this.slicesByService.get(existing.serviceKey);
+      const at = list && existing.parsed ? list.indexOf(existing.parsed) : -1;
+      if (at !== -1) list!.splice(at, 1);
+      if (list?.length === 0) this.slicesByService.delete(existing.serviceKey);
       changed.add(existing.serviceKey);
     };
     if (event.type === 'delete' || hasProxyNameLabel(event.object)) {
@@ -160,7 +164,7 @@ export class ObjectStore {
       const serviceKey = slice ? `${slice.namespace}/${slice.serviceName}` : null;
       this.slices.set(key, { fingerprint, serviceKey, parsed: slice });
       if (slice && serviceKey) {
-        getOrCreate(this.slicesByService, serviceKey, () => new Map()).set(key, slice);
+        getOrCreate(this.slicesByService, serviceKey, () => []).push(slice);
         changed.add(serviceKey);
       }
     }
@@ -204,8 +208,7 @@ export class ObjectStore {
   }
 
   slicesOf(serviceKey: string): readonly ParsedSlice[] {
-    const m = this.slicesByService.get(serviceKey);
-    return m ? [...m.values()] : [];
+    return this.slicesByService.get(serviceKey) ?? [];
   }
 
   version(serviceKey: string): number {

@@ -32,6 +32,8 @@ export function clusterResources(nodeName: string): ResourceSpec[] {
       apiVersion: 'discovery.k8s.io/v1',
       path: '/apis/discovery.k8s.io/v1/endpointslices',
       labelSelector: PROXY_LABEL_SELECTOR,
+      // a slice's deletion is tracked per address family (trigger-times.ts)
+      identityFields: ['addressType'],
     },
     { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', fieldSelector: `metadata.name=${nodeName}` },
   ];

@@ -12,7 +12,9 @@
  * - list, remember the list's resourceVersion, and emit events by diffing with what was
  *   known before, so a relist after 410 or an outage emits deletes for objects that
  *   vanished and nothing for unchanged ones (same resourceVersion). Which resourceVersion
- *   a list asks for, and whether it is paged, follows the reflector (see relist());
+ *   a list asks for, and whether it is paged, follows the reflector (see relist()). Of each
+ *   object only its resourceVersion and identity are remembered, not its content (see
+ *   identityOf);
  * - watch from that resourceVersion with bookmarks and a randomised timeout (5-10 min,
  *   as client-go), following each event's and bookmark's resourceVersion;
  * - a watch the server ends normally is resumed at once from the last resourceVersion,
@@ -40,6 +42,11 @@ export interface ResourceSpec {
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
+  /**
+   * top-level fields a delete found by a relist carries besides apiVersion, kind and the
+   * identity in metadata (see identityOf), e.g. `addressType` for EndpointSlices
+   */
+  identityFields?: readonly string[];
 }
 
 export interface ListWatchTiming {
@@ -70,9 +77,10 @@ export const DEFAULT_TIMING: ListWatchTiming = {
   backoff: DEFAULT_BACKOFF,
 };
 
-interface KnownObject {
+export interface KnownObject {
   resourceVersion: string | undefined;
-  object: unknown;
+  /** what a delete event for the object carries (identityOf) */
+  identity: unknown;
 }
 
 type WatchOutcome =
@@ -98,21 +106,53 @@ export function objectKeyOf(o: unknown): string {
   return `${typeof namespace === 'string' ? namespace : ''}/${name}`;
 }
 
+const IDENTITY_METADATA = ['name', 'namespace', 'uid', 'resourceVersion', 'labels'] as const;
+
 /**
- * Events that turn `known` into `listed`: deletes first, then adds and updates in list
- * order. An object whose resourceVersion did not change produces no event.
+ * What is remembered of an object to report its deletion when a relist no longer has it:
+ * apiVersion, kind, the `fields` given (addressType for EndpointSlices) and its metadata's
+ * name, namespace, uid, resourceVersion and labels, which is all a delete's consumers read.
+ * Not its content: keeping every object whole for that was a sixth of the proxy's memory at
+ * 10,000 services, next to what the store parsed from it. A nameless object (malformed; keyed
+ * by content) is kept whole.
  */
-export function diffListed(known: ReadonlyMap<string, KnownObject>, listed: readonly unknown[]) {
+export function identityOf(o: unknown, fields: readonly string[] = []): unknown {
+  if (!isRecord(o) || !isRecord(o.metadata) || typeof o.metadata.name !== 'string') return o;
+  const identity: Record<string, unknown> = {};
+  for (const field of ['apiVersion', 'kind', ...fields]) if (field in o) identity[field] = o[field];
+  const metadata: Record<string, unknown> = {};
+  for (const field of IDENTITY_METADATA) if (field in o.metadata) metadata[field] = o.metadata[field];
+  identity.metadata = metadata;
+  return identity;
+}
+
+/**
+ * Events that turn `known` into `listed`: deletes first (carrying the object's identity,
+ * see identityOf), then adds and updates in list order. An object whose resourceVersion did
+ * not change produces no event.
+ */
+export function diffListed(
+  known: ReadonlyMap<string, KnownObject>,
+  listed: readonly unknown[],
+  identityFields: readonly string[] = [],
+) {
   const next = new Map<string, KnownObject>();
-  for (const object of listed)
-    next.set(objectKeyOf(object), { resourceVersion: resourceVersionOf(object), object });
+  const objects = new Map<string, unknown>();
+  for (const object of listed) {
+    const key = objectKeyOf(object);
+    next.set(key, {
+      resourceVersion: resourceVersionOf(object),
+      identity: identityOf(object, identityFields),
+    });
+    objects.set(key, object);
+  }
   const events: { type: ObjectEvent['type']; object: unknown }[] = [];
-  for (const [key, old] of known) if (!next.has(key)) events.push({ type: 'delete', object: old.object });
+  for (const [key, old] of known) if (!next.has(key)) events.push({ type: 'delete', object: old.identity });
   for (const [key, cur] of next) {
     const old = known.get(key);
-    if (!old) events.push({ type: 'add', object: cur.object });
+    if (!old) events.push({ type: 'add', object: objects.get(key) });
     else if (old.resourceVersion !== cur.resourceVersion || cur.resourceVersion === undefined) {
-      events.push({ type: 'update', object: cur.object });
+      events.push({ type: 'update', object: objects.get(key) });
     }
   }
   return { events, next };
@@ -330,7 +370,7 @@ export class ListWatcher {
     if (requested === '0' && listed.paginated) this.serverPages = true;
     this.resourceVersionUnavailable = false;
     const { items, resourceVersion } = listed;
-    const { events, next } = diffListed(this.known, items);
+    const { events, next } = diffListed(this.known, items, this.options.resource.identityFields);
     this.known = next;
     this.resourceVersion = resourceVersion;
     this.recovered();
@@ -439,12 +479,10 @@ export class ListWatcher {
         this.known.delete(key);
         this.emit('delete', object);
       }
-    } else if (!old) {
-      this.known.set(key, { resourceVersion: rv, object });
-      this.emit('add', object);
-    } else if (old.resourceVersion !== rv || rv === undefined) {
-      this.known.set(key, { resourceVersion: rv, object });
-      this.emit('update', object);
+    } else if (!old || old.resourceVersion !== rv || rv === undefined) {
+      const identity = identityOf(object, this.options.resource.identityFields);
+      this.known.set(key, { resourceVersion: rv, identity });
+      this.emit(old ? 'update' : 'add', object);
     }
     if (rv) this.resourceVersion = rv;
     return true;

@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { Backoff } from '../../src/sources/backoff.js';
-import { diffListed, objectKeyOf } from '../../src/sources/list-watch.js';
+import { diffListed, identityOf, objectKeyOf } from '../../src/sources/list-watch.js';
 import { fieldMatcher, type KubeObject, labelMatcher } from './fake-apiserver.js';
 
 describe('Backoff', () => {
@@ -38,7 +38,7 @@ describe('diffListed', () => {
     const known = new Map(
       [obj('a', '1'), obj('b', '2'), obj('c', '3')].map((o) => [
         objectKeyOf(o),
-        { resourceVersion: o.metadata.resourceVersion, object: o },
+        { resourceVersion: o.metadata.resourceVersion, identity: o },
       ]),
     );
     const { events, next } = diffListed(known, [obj('a', '1'), obj('c', '7'), obj('d', '8')]);
@@ -47,9 +47,46 @@ describe('diffListed', () => {
       'update c',
       'add d',
     ]);
-    // The delete carries the last known object.
+    // The delete carries the last known object's identity.
     expect((events[0]!.object as KubeObject).metadata.resourceVersion).toBe('2');
     expect([...next.keys()]).toEqual(['default/a', 'default/c', 'default/d']);
+  });
+
+  test('remembers of an object its identity, not its content, and a delete carries that', () => {
+    const slice = {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name: 's',
+        namespace: 'ns',
+        uid: 'u-1',
+        resourceVersion: '5',
+        labels: { 'kubernetes.io/service-name': 'web' },
+        annotations: { big: 'x'.repeat(1000) },
+        managedFields: [{ manager: 'm' }],
+      },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: ['10.0.0.1'] }],
+      ports: [{ port: 80 }],
+    };
+    const identity = {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      addressType: 'IPv4',
+      metadata: {
+        name: 's',
+        namespace: 'ns',
+        uid: 'u-1',
+        resourceVersion: '5',
+        labels: { 'kubernetes.io/service-name': 'web' },
+      },
+    };
+    const listed = diffListed(new Map(), [slice], ['addressType']);
+    expect(listed.events).toEqual([{ type: 'add', object: slice }]);
+    expect(listed.next.get('ns/s')).toEqual({ resourceVersion: '5', identity });
+    expect(diffListed(listed.next, []).events).toEqual([{ type: 'delete', object: identity }]);
+    // A nameless object (malformed, keyed by content) is kept whole.
+    expect(identityOf({ spec: {} })).toEqual({ spec: {} });
   });
 
   test('the same name in two namespaces is two objects; a nameless object is keyed by content', () => {

@@ -294,6 +294,19 @@ describe.skipIf(problem !== undefined)('charts/switchboard', () => {
       expect(configChecksum(await render(['--set', 'resources.limits.memory=1Gi']))).toBe(base);
     });
 
+    it('caps the V8 heap at 70% of the memory limit, or as maxOldSpaceSizeMiB says (0: no cap)', async () => {
+      const nodeOptions = async (values: string[]) =>
+        (switchboardContainer(onlyOne<DaemonSet>(await render(values), 'DaemonSet')).env ?? []).find(
+          (e) => e.name === 'NODE_OPTIONS',
+        )?.value;
+      expect(await nodeOptions([])).toBe('--max-old-space-size=448');
+      expect(await nodeOptions(['--set', 'resources.limits.memory=1Gi'])).toBe('--max-old-space-size=716');
+      expect(await nodeOptions(['--set', 'maxOldSpaceSizeMiB=300'])).toBe('--max-old-space-size=300');
+      expect(await nodeOptions(['--set', 'maxOldSpaceSizeMiB=0'])).toBeUndefined();
+      // Not whole Mi or Gi: no derived cap (set maxOldSpaceSizeMiB).
+      expect(await nodeOptions(['--set', 'resources.limits.memory=700M'])).toBeUndefined();
+    });
+
     it('omits RBAC and the ServiceAccount when asked, using the named account', async () => {
       const objects = await render([
         '--set',
@@ -458,6 +471,7 @@ describe.skipIf(problem !== undefined)('charts/switchboard', () => {
       { values: ['--set', 'config.iptables.masquerade=true'], complaint: "'masquerade' not allowed" },
       { values: ['--set', 'config.hostnameOverride=node-1'], complaint: "'hostnameOverride' not allowed" },
       { values: ['--set', 'image.pullPolicy=Sometimes'], complaint: '/image/pullPolicy' },
+      { values: ['--set', 'maxOldSpaceSizeMiB=-1'], complaint: '/maxOldSpaceSizeMiB' },
       { values: ['--set', 'serviceAccount.create=false'], complaint: '/serviceAccount/name' },
       // The kubelet probes the node IP, so a loopback health server would fail every liveness probe.
       {

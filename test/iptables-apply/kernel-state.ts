@@ -4,7 +4,13 @@
  */
 import type { Backend } from '../../src/kernel/backend.js';
 import { iptablesBinary } from '../../src/kernel/backend.js';
-import type { CommandRunner, RecordedCall, RunOptions, RunResult } from '../../src/kernel/exec.js';
+import {
+  type CommandRunner,
+  inputText,
+  type RecordedCall,
+  type RunOptions,
+  type RunResult,
+} from '../../src/kernel/exec.js';
 import type { IPFamily } from '../../src/model/ip.js';
 
 /**
@@ -101,7 +107,7 @@ export class TapRunner implements CommandRunner {
 
   async run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     let call: RecordedCall = { cmd, args: [...args] };
-    if (options.input !== undefined) call.input = options.input;
+    if (options.input !== undefined) call.input = inputText(options.input);
     if (this.sabotage) {
       const action = this.sabotage(call);
       if (action !== undefined) {

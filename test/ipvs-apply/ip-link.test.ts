@@ -5,7 +5,7 @@
  * link type's business only for the flags column, which nothing reads).
  */
 import { describe, expect, it } from 'vitest';
-import type { CommandRunner } from '../../src/kernel/exec.js';
+import { type CommandRunner, inputText } from '../../src/kernel/exec.js';
 import { FakeIp } from '../../src/kernel/fakes/ip.js';
 import { FakeNode } from '../../src/kernel/fakes/node.js';
 import {
@@ -111,7 +111,9 @@ describeKernel('in-memory ip against real ip (scratch namespace)', () => {
       for (const script of ipScripts('bridge')) {
         const fake = new FakeIp();
         fake.ipv6Dad = false; // the scratch namespace turns DAD off
-        const fakeRunner: CommandRunner = { run: async (_c, args, o) => fake.run(args, o?.input ?? '') };
+        const fakeRunner: CommandRunner = {
+          run: async (_c, args, o) => fake.run(args, inputText(o?.input ?? '')),
+        };
         expect(await play(fakeRunner, script)).toEqual(await play(runner, script, true));
       }
     });

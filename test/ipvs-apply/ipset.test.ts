@@ -4,7 +4,7 @@
  * same message, same sets afterwards.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CommandRunner } from '../../src/kernel/exec.js';
+import { type CommandRunner, inputText } from '../../src/kernel/exec.js';
 import { FakeIpset } from '../../src/kernel/fakes/ipset.js';
 import { FakeNode } from '../../src/kernel/fakes/node.js';
 import {
@@ -138,7 +138,7 @@ async function play(runner: CommandRunner, script: ToolScript): Promise<Outcome>
 
 function fakeRunner(): CommandRunner {
   const fake = new FakeIpset();
-  return { run: async (_cmd, args, options) => fake.run(args, options?.input ?? '') };
+  return { run: async (_cmd, args, options) => fake.run(args, inputText(options?.input ?? '')) };
 }
 
 describe('in-memory ipset, alone', () => {

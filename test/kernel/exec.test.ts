@@ -2,7 +2,7 @@
  * ExecaRunner against real (harmless) processes; no root needed.
  */
 import { describe, expect, it } from 'vitest';
-import { CommandError, ExecaRunner } from '../../src/kernel/exec.js';
+import { CommandError, chunksOf, ExecaRunner } from '../../src/kernel/exec.js';
 
 const runner = new ExecaRunner();
 const node = process.execPath;
@@ -14,6 +14,21 @@ describe('ExecaRunner', () => {
     const r = await runner.run(node, ['-e', script, '$(rm -rf /)', 'a b;c'], { input: 'line 1\n' });
     expect(JSON.parse(r.stdout)).toEqual([['$(rm -rf /)', 'a b;c'], 'line 1\n']);
     expect(r.exitCode).toBe(0);
+  });
+
+  it('writes an input given as pieces one after the other, nothing between them', async () => {
+    const script =
+      'let s="";process.stdin.setEncoding("utf8").on("data",d=>s+=d).on("end",()=>process.stdout.write(s))';
+    const pieces = ['*nat', '\n', '-A X -j Y\n-A X -j Z', '\n', 'é-'.repeat(70_000), '\n', 'COMMIT', '\n'];
+    const r = await runner.run(node, ['-e', script], { input: pieces });
+    expect(r.stdout === pieces.join('')).toBe(true);
+  });
+
+  it('chunksOf joins pieces in order into chunks of at most the size (a larger piece alone)', () => {
+    const pieces = ['ab', 'cd', 'e', 'fghijk', 'l', '', 'mn'];
+    const chunks = [...chunksOf(pieces, 4)];
+    expect(chunks).toEqual(['abcd', 'e', 'fghijk', 'lmn']);
+    expect([...chunksOf([], 4)]).toEqual([]);
   });
 
   it('a non-zero exit throws CommandError, or is returned with reject: false', async () => {

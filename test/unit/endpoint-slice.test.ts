@@ -101,7 +101,7 @@ describe('parseEndpointSlice (spec §2.1)', () => {
     const { slice, problems } = parseEndpointSlice(
       rawSlice('s1', [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.300'] }, { addresses: [] }]),
     );
-    expect(slice!.endpoints.map((e) => e.ip.text)).toEqual(['10.0.0.1']);
+    expect(slice!.endpoints.map((e) => e.ip)).toEqual(['10.0.0.1']);
     expect(problems.map((p) => p.field)).toEqual(['endpoints[1].addresses[0]', 'endpoints[2].addresses']);
     expect(problems[0]!.ref).toEqual({ kind: 'EndpointSlice', namespace: 'ns1', name: 's1' });
   });

@@ -130,3 +130,23 @@ kube-proxy) it could never connect, so the node would never get any Service rule
   --set apiServer.viaClusterIP=true                (only if something else guarantees the rules)` }}
 {{- end }}
 {{- end }}
+
+{{/*
+V8's old-generation heap cap in MiB for NODE_OPTIONS, or nothing: maxOldSpaceSizeMiB when set (0 is
+no cap), else 70% of resources.limits.memory when that is in whole Mi or Gi.
+*/}}
+{{- define "switchboard.maxOldSpaceMiB" -}}
+{{- $set := .Values.maxOldSpaceSizeMiB -}}
+{{- if kindIs "invalid" $set -}}
+{{- $limit := toString (dig "limits" "memory" "" (.Values.resources | default dict)) -}}
+{{- $mib := 0 -}}
+{{- if regexMatch "^[0-9]+Gi$" $limit -}}
+{{- $mib = mul (atoi (trimSuffix "Gi" $limit)) 1024 -}}
+{{- else if regexMatch "^[0-9]+Mi$" $limit -}}
+{{- $mib = atoi (trimSuffix "Mi" $limit) -}}
+{{- end -}}
+{{- if gt (int $mib) 0 -}}{{ div (mul $mib 7) 10 }}{{- end -}}
+{{- else if gt (int $set) 0 -}}
+{{- $set -}}
+{{- end -}}
+{{- end }}

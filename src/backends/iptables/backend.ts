@@ -54,7 +54,7 @@ import {
   savedRuleLines,
 } from './kernel-diff.js';
 import { addStaleChains, FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
-import { formatRestore, type RestoreTable, type TableName } from './restore-text.js';
+import { type RestoreTable, restorePieces, type TableName } from './restore-text.js';
 
 /** Fixed chains' rules as written, keyed `<table> <chain>`. */
 export type FixedChainContents = Map<string, readonly string[]>;
@@ -127,9 +127,9 @@ function kernelChains(saved: SavedTables): KernelChains {
   return { nat: new Set(nat.keys()), appendEntryChains };
 }
 
-function countLines(text: string): number {
+function countLines(pieces: readonly string[]): number {
   let n = 0;
-  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
+  for (const text of pieces) for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
   return n;
 }
 
@@ -457,7 +457,9 @@ export class IptablesBackend implements ProxyBackend {
     for (const [i, tables] of plan.transactions.entries()) {
       const nonEmpty = tables.filter((t) => !isEmpty(t));
       if (nonEmpty.length === 0) continue;
-      const text = formatRestore(nonEmpty, render.ruleTexts);
+      // Written piece by piece: at 10,000 services the input of a single transaction
+      // (iptables-legacy) is 37 MB, and even 100 services' is a large object for V8.
+      const text = restorePieces(nonEmpty, render.ruleTexts);
       try {
         await this.iptables.restore(this.family, text);
       } catch (e) {

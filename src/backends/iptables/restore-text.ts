@@ -82,22 +82,34 @@ export function formatRestore(
   tables: readonly RestoreTable[],
   joined: ReadonlyMap<readonly string[], string> = new Map(),
 ): string {
+  return restorePieces(tables, joined).join('');
+}
+
+/**
+ * formatRestore's text as the pieces it is made of (their concatenation, nothing added
+ * between them), for writing to iptables-restore piece by piece: a chain's rules stay the
+ * text the renderer made, and the whole input never exists as one string.
+ */
+export function restorePieces(
+  tables: readonly RestoreTable[],
+  joined: ReadonlyMap<readonly string[], string> = new Map(),
+): string[] {
   const out: string[] = [];
+  const line = (text: string) => out.push(text, '\n');
   for (const table of [...tables].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     const names = sortChains(table.chains.keys());
-    out.push(`*${table.name}`);
+    line(`*${table.name}`);
     // One join writes all the `:CHAIN - [0:0]` declarations.
-    if (names.length > 0) out.push(`:${names.join(' - [0:0]\n:')} - [0:0]`);
+    if (names.length > 0) line(`:${names.join(' - [0:0]\n:')} - [0:0]`);
     for (const c of names) {
       const rules = table.chains.get(c)!;
-      if (rules.length > 0) out.push(joined.get(rules) ?? rules.join('\n'));
+      if (rules.length > 0) line(joined.get(rules) ?? rules.join('\n'));
     }
-    if (table.commands && table.commands.length > 0) out.push(table.commands.join('\n'));
-    for (const c of table.deleted) out.push(`-X ${c}`);
-    out.push('COMMIT');
+    if (table.commands && table.commands.length > 0) line(table.commands.join('\n'));
+    for (const c of table.deleted) line(`-X ${c}`);
+    line('COMMIT');
   }
-  out.push('');
-  return out.join('\n');
+  return out;
 }
 
 /** The lines formatRestore writes for these tables, without writing them. */

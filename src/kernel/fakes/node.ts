@@ -11,6 +11,7 @@
 import {
   CommandError,
   type CommandRunner,
+  inputText,
   type RecordedCall,
   type RunOptions,
   type RunResult,
@@ -64,7 +65,7 @@ export class FakeNode implements CommandRunner {
 
   async run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     const call: RecordedCall = { cmd, args: [...args] };
-    if (options.input !== undefined) call.input = options.input;
+    if (options.input !== undefined) call.input = inputText(options.input);
     this.calls.push(call);
     const tool = this.toolOf(cmd, args);
     if (tool === null || (tool !== 'test' && this.real.has(tool))) {
@@ -79,7 +80,7 @@ export class FakeNode implements CommandRunner {
       }
       return this.fallback.run(cmd, args, options);
     }
-    const input = options.input ?? '';
+    const input = call.input ?? '';
     let result: RunResult;
     switch (tool) {
       case 'ipvsadm':
