@@ -12,7 +12,7 @@
 import type { HostFacts } from '../../config/host.js';
 import type { KubeProxyConfiguration } from '../../config/kubeproxy.js';
 import { InputError } from '../../errors.js';
-import { type Backend, detectBackend, readIptablesVersion, waitFlags } from '../../kernel/backend.js';
+import { type Backend, resolveIptables } from '../../kernel/backend.js';
 import { CommandError, type CommandRunner } from '../../kernel/exec.js';
 import { probeHostFacts } from '../../kernel/host-probe.js';
 import { Ipset } from '../../kernel/ipset.js';
@@ -216,16 +216,7 @@ export async function createIpvsBackends(input: CreateIpvsBackendsInput): Promis
   const { runner, log, config } = input;
   const scheduler = config.ipvs.scheduler || 'rr';
   await checkIpvsSupport(runner, scheduler, log);
-  let backend = input.iptablesBackend;
-  if (backend) {
-    log.info({ iptablesBackend: backend }, 'iptables backend given');
-  } else {
-    const decision = await detectBackend(runner);
-    backend = decision.backend;
-    log.info({ iptablesBackend: backend, reason: decision.reason }, 'iptables backend detected');
-  }
-  const version = await readIptablesVersion(runner, backend);
-  const wait = waitFlags(version);
+  const { backend, version, waitFlags: wait } = await resolveIptables(runner, input.iptablesBackend, log);
   // IPVS mode makes no nfacct counters: kube-proxy's IPVS rules count nothing.
   const facts = input.hostFacts ?? (await probeHostFacts({ runner, version, log, nfacct: false }));
   await configureIpvsSysctls(runner, config.ipvs.strictARP, log);
@@ -234,7 +225,7 @@ export async function createIpvsBackends(input: CreateIpvsBackendsInput): Promis
     (family) =>
       new IpvsBackend({
         runner,
-        iptablesBackend: backend!,
+        iptablesBackend: backend,
         family,
         desired: input.desired(family, facts),
         excludeCIDRs: config.ipvs.excludeCIDRs,
