@@ -20,10 +20,9 @@ import { Ipvsadm, IpvsUnavailableError } from '../../kernel/ipvsadm.js';
 import { ensureSysctl, readSysctl } from '../../kernel/sysctl.js';
 import type { Logger } from '../../log.js';
 import type { IPFamily } from '../../model/ip.js';
-import type { Snapshot } from '../../model/types.js';
 import type { Clock } from '../../sync/clock.js';
 import { IpvsBackend } from './backend.js';
-import type { IpvsState } from './state.js';
+import type { DesiredIpvsState } from './desired.js';
 
 export class IpvsUnsupportedError extends Error {
   override readonly name = 'IpvsUnsupportedError';
@@ -194,9 +193,15 @@ export interface CreateIpvsBackendsInput {
   families: readonly IPFamily[];
   /** its `ipvs` section is used: scheduler (for the probe), excludeCIDRs, strictARP, timeouts */
   config: KubeProxyConfiguration;
-  /** the renderer for each family, given the host facts in use: snapshot → desired IpvsState */
-  desired: (family: IPFamily, hostFacts: HostFacts) => (snapshot: Snapshot) => IpvsState;
-  /** facts from a file; absent = probed from the machine through `runner` (interfaces above all) */
+  /**
+   * the renderer for each family, given the host facts in use: snapshot (and the interfaces'
+   * addresses, when probed) → desired IpvsState
+   */
+  desired: (family: IPFamily, hostFacts: HostFacts) => DesiredIpvsState;
+  /**
+   * facts from a file, kept as they are; absent = probed from the machine through `runner`
+   * (interfaces above all), and the interfaces' addresses read again as the node runs
+   */
   hostFacts?: HostFacts;
   log: Logger;
   /** graceful termination's clock (default: the system clock) */
@@ -228,6 +233,8 @@ export async function createIpvsBackends(input: CreateIpvsBackendsInput): Promis
         iptablesBackend: backend,
         family,
         desired: input.desired(family, facts),
+        // kube-proxy reads them on every sync; a --host file fixes them (tests, dry runs).
+        ...(input.hostFacts ? {} : { followInterfaces: { maxAgeMs: config.syncPeriodMs } }),
         excludeCIDRs: config.ipvs.excludeCIDRs,
         log,
         waitFlags: wait,
