@@ -144,6 +144,8 @@ describeKernel('in-memory ip against real ip (scratch namespace)', () => {
             'addr add fd00::6/64 dev eth9',
             'addr add 10.1.0.1/16 dev eth9',
             'addr add 10.0.0.50/32 dev eth9', // a keepalived-style VIP: a primary of its own
+            'addr add 10.0.0.7/24 dev eth9',
+            'addr del 10.0.0.6/24 dev eth9', // a secondary goes alone
             '',
           ].join('\n'),
         });
@@ -162,10 +164,10 @@ describeKernel('in-memory ip against real ip (scratch namespace)', () => {
       };
       await same();
       expect(parseIpAddrJson((await fakeRunner.run('ip', ['-j', 'addr', 'show'])).stdout)).toEqual({
-        eth9: ['10.0.0.5/24', '10.1.0.1/16', '10.0.0.50/32', '10.0.0.6/24', 'fd00::6/64', 'fd00::5/64'],
+        eth9: ['10.0.0.5/24', '10.1.0.1/16', '10.0.0.50/32', '10.0.0.7/24', 'fd00::6/64', 'fd00::5/64'],
         veth9: [],
       });
-      // the primary goes, and its secondary with it
+      // the primary goes, and its secondaries with it
       for (const r of [fakeRunner, runner]) await r.run('ip', ['addr', 'del', '10.0.0.5/24', 'dev', 'eth9']);
       await same();
       expect(parseIpAddrJson((await fakeRunner.run('ip', ['-j', '-4', 'addr', 'show'])).stdout)).toEqual({

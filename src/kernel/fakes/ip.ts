@@ -16,13 +16,15 @@
  * subnet, with its prefix length), then IPv6 newest first. Deleting a primary deletes its
  * secondaries (net.ipv4.conf.*.promote_secondaries=0, the kernel's default).
  */
-import { cidrContains, type IPFamily, parseCIDR, parseIP } from '../../model/ip.js';
+import { type IPFamily, type ParsedIP, parseIP } from '../../model/ip.js';
 import type { RunResult } from '../exec.js';
 
 interface FakeAddress {
   family: IPFamily;
   address: string;
   prefix: number;
+  /** the subnet with its prefix length (`10.0.0.0/24`): IPv4 addresses sharing one are primary and secondaries */
+  subnet: string;
 }
 
 type ListedAddress = FakeAddress & { secondary: boolean };
@@ -45,11 +47,9 @@ class IpFailure extends Error {
 
 const ok = (stdout = ''): RunResult => ({ stdout, stderr: '', exitCode: 0 });
 
-/** Whether `b` is in `a`'s subnet with the same prefix length (what makes an IPv4 address secondary to `a`). */
-function sameSubnet(a: FakeAddress, b: FakeAddress): boolean {
-  const cidr = parseCIDR(`${a.address}/${a.prefix}`);
-  const ip = parseIP(b.address);
-  return a.prefix === b.prefix && cidr !== null && ip !== null && cidrContains(cidr, ip);
+function subnetOf(ip: ParsedIP, prefix: number): string {
+  const bytes = [...ip.bytes].map((b, i) => b & (0xff00 >> Math.max(0, Math.min(8, prefix - i * 8))) & 0xff);
+  return `${bytes.join('.')}/${prefix}`;
 }
 
 export class FakeIp {
@@ -196,7 +196,7 @@ export class FakeIp {
                   ? 'Error: ipv4: Address already assigned.'
                   : 'Error: ipv6: address already assigned.',
             );
-          link.addresses.push({ family: ip.family, address: ip.text, prefix });
+          link.addresses.push({ family: ip.family, address: ip.text, prefix, subnet: subnetOf(ip, prefix) });
         } else {
           if (at === -1)
             throw new IpFailure(
@@ -205,9 +205,12 @@ export class FakeIp {
                 : `Error: ${v}: ${ip.family === 'IPv4' ? 'Address' : 'address'} not found.`,
             );
           const gone = link.addresses[at]!;
-          link.addresses = link.addresses.filter(
-            (x, i) => i !== at && !(x.family === 'IPv4' && i > at && sameSubnet(gone, x)),
-          );
+          const inSubnet = (x: FakeAddress) => x.family === 'IPv4' && x.subnet === gone.subnet;
+          const primary =
+            gone.family === 'IPv4' && gone.prefix < 32 && !link.addresses.slice(0, at).some(inSubnet);
+          // a primary takes its secondaries (every later address of its subnet) with it
+          if (primary) link.addresses = link.addresses.filter((x) => !inSubnet(x));
+          else link.addresses.splice(at, 1);
         }
         return ok();
       }
@@ -217,9 +220,14 @@ export class FakeIp {
 
   /** The link's addresses in the kernel's order, each IPv4 one marked when it is secondary. */
   private listed(link: FakeLink): ListedAddress[] {
+    const subnets = new Set<string>();
     const v4 = link.addresses
       .filter((x) => x.family === 'IPv4')
-      .map((x, i, all) => ({ ...x, secondary: all.slice(0, i).some((y) => sameSubnet(y, x)) }));
+      .map((x) => {
+        const secondary = subnets.has(x.subnet);
+        subnets.add(x.subnet);
+        return { ...x, secondary };
+      });
     const v6 = link.addresses
       .filter((x) => x.family === 'IPv6')
       .reverse()
