@@ -241,7 +241,7 @@ function ipvsBackends(hostFromFile: boolean): BackendFactory {
         runner,
         families,
         config,
-        desired: (family, facts) => desiredIpvsState(ipvsOptions(config, facts), family),
+        desired: (family, facts) => desiredIpvsState(ipvsOptions(config, facts), family, log),
         ...(hostFromFile ? { hostFacts: host } : {}),
         ...(gracefulCheckPeriodMs !== undefined ? { gracefulCheckPeriodMs } : {}),
         log,

@@ -7,6 +7,7 @@
  * it: look for the chains kubelet creates, else count rules. The decisions are pure
  * functions over command outputs; `detectBackend` and the probes only run the commands.
  */
+import type { Logger } from '../log.js';
 import type { IPFamily } from '../model/ip.js';
 import { type CommandRunner, inNetns } from './exec.js';
 
@@ -149,6 +150,34 @@ export async function readIptablesVersion(
     timeoutMs: 10_000,
   });
   return parseIptablesVersion(r.stdout + r.stderr);
+}
+
+/** The iptables a proxy writes with: its backend, version and lock-wait flags. */
+export interface IptablesInUse {
+  backend: Backend;
+  version: IptablesVersion;
+  waitFlags: string[];
+}
+
+/**
+ * The node's iptables as both modes start on it: `given` (an operator's or a test's choice)
+ * or detected, logged either way, then its version and the lock-wait flags it takes.
+ */
+export async function resolveIptables(
+  runner: CommandRunner,
+  given: Backend | undefined,
+  log: Logger,
+): Promise<IptablesInUse> {
+  let backend = given;
+  if (backend) {
+    log.info({ iptablesBackend: backend }, 'iptables backend given');
+  } else {
+    const decision = await detectBackend(runner);
+    backend = decision.backend;
+    log.info({ iptablesBackend: backend, reason: decision.reason }, 'iptables backend detected');
+  }
+  const version = await readIptablesVersion(runner, backend);
+  return { backend, version, waitFlags: waitFlags(version) };
 }
 
 export type Tristate = 'yes' | 'no' | 'unknown';

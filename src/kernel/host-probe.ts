@@ -46,6 +46,15 @@ export function parseIpAddrJson(stdout: string): Record<string, string[]> {
 }
 
 /**
+ * The node's addresses per interface, as HostFacts lists them: one `ip -j addr show`. The
+ * start-up probe reads them, and IPVS mode again as the node's addresses change.
+ */
+export async function readInterfaceAddresses(runner: CommandRunner): Promise<Record<string, string[]>> {
+  const { stdout } = await runner.run('ip', ['-j', 'addr', 'show'], { timeoutMs: 10_000 });
+  return parseIpAddrJson(stdout);
+}
+
+/**
  * Creates kube-proxy's nfacct counters where the kernel and the `nfacct` tool allow it
  * (kube-proxy does the same through netlink), and returns the ones that exist: rules
  * count into a counter only if it exists, so without the tool they are rendered without.
@@ -82,8 +91,7 @@ export async function probeHostFacts({
   log,
   nfacct: withNfacct = true,
 }: ProbeInput): Promise<HostFacts> {
-  const { stdout } = await runner.run('ip', ['-j', 'addr', 'show'], { timeoutMs: 10_000 });
-  const interfaces = parseIpAddrJson(stdout);
+  const interfaces = await readInterfaceAddresses(runner);
 
   const randomFully = supportsRandomFully(version);
 

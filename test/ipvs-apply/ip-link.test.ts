@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { type CommandRunner, inputText } from '../../src/kernel/exec.js';
 import { FakeIp } from '../../src/kernel/fakes/ip.js';
 import { FakeNode } from '../../src/kernel/fakes/node.js';
+import { parseIpAddrJson } from '../../src/kernel/host-probe.js';
 import {
   addressCommand,
   IpBatchError,
@@ -116,6 +117,62 @@ describeKernel('in-memory ip against real ip (scratch namespace)', () => {
         };
         expect(await play(fakeRunner, script)).toEqual(await play(runner, script, true));
       }
+    });
+  });
+
+  it('same `ip -j addr show` (the node addresses IPVS mode follows), but for the random MAC and lo', async () => {
+    await withScratchNetns(async ({ runner }) => {
+      const fake = new FakeIp();
+      fake.ipv6Dad = false; // the scratch namespace turns DAD off
+      const fakeRunner: CommandRunner = {
+        run: async (_c, args, o) => fake.run(args, inputText(o?.input ?? '')),
+      };
+      const shown = async (r: CommandRunner, args: string[]) => {
+        const { stdout } = await r.run('ip', args);
+        if (!args.includes('-j')) return stdout;
+        const links = JSON.parse(stdout) as Record<string, unknown>[];
+        return links.filter((l) => l['ifname'] !== 'lo').map(({ address: _mac, ...rest }) => rest);
+      };
+      for (const r of [fakeRunner, runner]) {
+        await r.run('ip', ['link', 'add', 'eth9', 'type', 'bridge']);
+        await r.run('ip', ['link', 'add', 'veth9', 'type', 'bridge']);
+        await r.run('ip', ['-batch', '-'], {
+          input: [
+            'addr add 10.0.0.5/24 dev eth9',
+            'addr add fd00::5/64 dev eth9',
+            'addr add 10.0.0.6/24 dev eth9', // secondary: 10.0.0.5's subnet and prefix
+            'addr add fd00::6/64 dev eth9',
+            'addr add 10.1.0.1/16 dev eth9',
+            'addr add 10.0.0.50/32 dev eth9', // a keepalived-style VIP: a primary of its own
+            'addr add 10.0.0.7/24 dev eth9',
+            'addr del 10.0.0.6/24 dev eth9', // a secondary goes alone
+            '',
+          ].join('\n'),
+        });
+      }
+      const same = async () => {
+        for (const args of [
+          ['-j', 'addr', 'show'],
+          ['-j', '-4', 'addr', 'show'],
+          ['-j', '-6', 'addr', 'show'],
+          ['-j', 'addr', 'show', 'dev', 'veth9'],
+          ['-o', 'addr', 'show', 'dev', 'eth9'],
+        ]) {
+          const fakeOut = await shown(fakeRunner, args);
+          expect(fakeOut, args.join(' ')).toEqual(await shown(runner, args));
+        }
+      };
+      await same();
+      expect(parseIpAddrJson((await fakeRunner.run('ip', ['-j', 'addr', 'show'])).stdout)).toEqual({
+        eth9: ['10.0.0.5/24', '10.1.0.1/16', '10.0.0.50/32', '10.0.0.7/24', 'fd00::6/64', 'fd00::5/64'],
+        veth9: [],
+      });
+      // the primary goes, and its secondaries with it
+      for (const r of [fakeRunner, runner]) await r.run('ip', ['addr', 'del', '10.0.0.5/24', 'dev', 'eth9']);
+      await same();
+      expect(parseIpAddrJson((await fakeRunner.run('ip', ['-j', '-4', 'addr', 'show'])).stdout)).toEqual({
+        eth9: ['10.1.0.1/16', '10.0.0.50/32'],
+      });
     });
   });
 });

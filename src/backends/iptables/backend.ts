@@ -18,7 +18,7 @@
  * Any failure forgets all of it, so the next sync is full and re-reads the kernel.
  */
 import type { HostFacts } from '../../config/host.js';
-import { type Backend, detectBackend, readIptablesVersion, waitFlags } from '../../kernel/backend.js';
+import { type Backend, resolveIptables } from '../../kernel/backend.js';
 import type { CommandRunner } from '../../kernel/exec.js';
 import { probeHostFacts } from '../../kernel/host-probe.js';
 import { Iptables, RestoreError } from '../../kernel/iptables.js';
@@ -517,16 +517,7 @@ export interface CreateIptablesBackendsInput {
  */
 export async function createIptablesBackends(input: CreateIptablesBackendsInput): Promise<IptablesBackend[]> {
   const { runner, log } = input;
-  let backend = input.backend;
-  if (backend) {
-    log.info({ iptablesBackend: backend }, 'iptables backend given');
-  } else {
-    const decision = await detectBackend(runner);
-    backend = decision.backend;
-    log.info({ iptablesBackend: backend, reason: decision.reason }, 'iptables backend detected');
-  }
-  const version = await readIptablesVersion(runner, backend);
-  const wait = waitFlags(version);
+  const { backend, version, waitFlags: wait } = await resolveIptables(runner, input.backend, log);
   let facts = input.hostFacts;
   if (!facts) {
     facts = await probeHostFacts({ runner, version, log });
@@ -536,7 +527,7 @@ export async function createIptablesBackends(input: CreateIptablesBackendsInput)
     (family) =>
       new IptablesBackend({
         runner,
-        backend: backend!,
+        backend,
         family,
         options,
         log,
@@ -545,7 +536,7 @@ export async function createIptablesBackends(input: CreateIptablesBackendsInput)
         ...(input.afterFirstFullSync
           ? {
               afterFirstFullSync: () =>
-                input.afterFirstFullSync!(family, new Iptables(runner, backend!, { waitFlags: wait })),
+                input.afterFirstFullSync!(family, new Iptables(runner, backend, { waitFlags: wait })),
             }
           : {}),
       }),

@@ -31,6 +31,7 @@
  */
 import type { Backend } from '../../kernel/backend.js';
 import type { CommandRunner, RunOptions, RunResult } from '../../kernel/exec.js';
+import { readInterfaceAddresses } from '../../kernel/host-probe.js';
 import { IpBatchError, IpLink, KUBE_IPVS0 } from '../../kernel/ip-link.js';
 import { Ipset, IpsetError } from '../../kernel/ipset.js';
 import { Iptables, RestoreError } from '../../kernel/iptables.js';
@@ -45,6 +46,7 @@ import { IPTABLES_MODE_LEFTOVERS, parseSave, planCleanup, splitRuleWords } from 
 import { chainExists, ensureJumpRules } from '../iptables/jump-rules.js';
 import { formatRestore } from '../iptables/restore-text.js';
 import { IPVS_JUMP_RULES } from './chains.js';
+import type { InterfaceAddressMap } from './desired.js';
 import { type DrainEntry, decideDrains, GracefulTermination } from './graceful.js';
 import { deleteRealServerLine } from './ipvsadm-text.js';
 import { type IpvsTools, type KernelIpvsState, readKernelState } from './kernel-state.js';
@@ -113,8 +115,14 @@ export interface IpvsBackendConfig {
   /** the iptables backend the node uses (nft or legacy) */
   iptablesBackend: Backend;
   family: IPFamily;
-  /** the renderer: the family's desired state for a snapshot */
-  desired: (snapshot: Snapshot) => IpvsState;
+  /** the renderer: the family's desired state for a snapshot (and the interfaces' addresses, when followed) */
+  desired: (snapshot: Snapshot, interfaces?: InterfaceAddressMap) => IpvsState;
+  /**
+   * Follow the node's interface addresses (see currentInterfaces): read again on full and
+   * periodic syncs, and on any sync once the last read is `maxAgeMs` old (syncPeriod).
+   * Absent: they are fixed (a host facts file, tests) and `desired` gets none.
+   */
+  followInterfaces?: { maxAgeMs: number };
   /** ipvs.excludeCIDRs (either family; only this family's apply) */
   excludeCIDRs: readonly string[];
   log: Logger;
@@ -139,7 +147,12 @@ export class IpvsBackend implements ProxyBackend {
   private readonly runner: CountingRunner;
   private readonly tools: IpvsTools;
   private readonly iptables: Iptables;
-  private readonly desired: (snapshot: Snapshot) => IpvsState;
+  private readonly desired: (snapshot: Snapshot, interfaces?: InterfaceAddressMap) => IpvsState;
+  private readonly followInterfaces: { maxAgeMs: number } | undefined;
+  /** the interfaces' addresses as last read (undefined: not read yet, the start-up ones apply) */
+  private interfaces: InterfaceAddressMap | undefined;
+  private interfacesText = '';
+  private interfacesReadAtMs = Number.NEGATIVE_INFINITY;
   private readonly excludeCIDRs: ParsedCIDR[];
   private readonly log: Logger;
   private readonly wait: readonly string[];
@@ -170,6 +183,7 @@ export class IpvsBackend implements ProxyBackend {
     this.wait = config.waitFlags ?? DEFAULT_WAIT;
     this.iptables = new Iptables(this.runner, config.iptablesBackend, { waitFlags: [...this.wait] });
     this.desired = config.desired;
+    this.followInterfaces = config.followInterfaces;
     this.excludeCIDRs = config.excludeCIDRs.map((text) => {
       const cidr = parseCIDR(text);
       if (!cidr) throw new Error(`ipvs.excludeCIDRs: ${JSON.stringify(text)} is not a CIDR`);
@@ -219,7 +233,8 @@ export class IpvsBackend implements ProxyBackend {
     try {
       if (!full && this.state === null) upgrade.push('kernel state unknown (first sync or after a failure)');
       full ||= upgrade.length > 0;
-      const desired = this.desired(snapshot);
+      const periodic = !full && request.changedServices.size === 0;
+      const desired = this.desired(snapshot, await this.currentInterfaces(full, periodic));
       const iptablesText = formatRestore([desired.iptables.filter, desired.iptables.nat]);
       if (full) await this.readKernel(iptablesText);
       const state = this.state!;
@@ -241,7 +256,6 @@ export class IpvsBackend implements ProxyBackend {
       // kube-proxy rewrites the helper chains on every sync. A sync whose chains did not
       // change leaves them alone; the periodic sync without changes rewrites them, which
       // repairs a hand-edited chain within syncPeriod.
-      const periodic = !full && request.changedServices.size === 0;
       if (periodic || iptablesText !== this.lastIptables) {
         await this.restoreIptables(iptablesText);
         lines.iptables = iptablesText.split('\n').length - 1;
@@ -278,6 +292,41 @@ export class IpvsBackend implements ProxyBackend {
       this.forget();
       throw this.wrap(e, request, full);
     }
+  }
+
+  /**
+   * The interfaces' addresses for this sync's render (kube-proxy's nodeIPs and
+   * nodePortAddresses follow them). kube-proxy's IPVS proxier reads them on every sync, and
+   * has only full syncs. Here full and periodic syncs read them, and a change-driven
+   * partial sync only once the last read is syncPeriod old: a read is a process whose
+   * output lists every address on kube-ipvs0 (one per service IP: 1.5 MB of JSON and about
+   * 0.1 s at 10,000 services, measured), which endpoint churn should not pay for on every
+   * sync, while an address change is still seen within about
+   * syncPeriod, as in kube-proxy when nothing else changes. A read that fails keeps the last
+   * addresses (kube-proxy would go on with none, dropping every NodePort virtual server).
+   */
+  private async currentInterfaces(
+    full: boolean,
+    periodic: boolean,
+  ): Promise<InterfaceAddressMap | undefined> {
+    const follow = this.followInterfaces;
+    if (!follow) return undefined;
+    const now = this.clock.now();
+    if (!full && !periodic && now - this.interfacesReadAtMs < follow.maxAgeMs) return this.interfaces;
+    this.interfacesReadAtMs = now;
+    try {
+      const read = await readInterfaceAddresses(this.runner);
+      // The same addresses keep the same object: the renderer's context is checked only on a change.
+      const text = JSON.stringify(read);
+      if (text !== this.interfacesText) {
+        if (this.interfaces !== undefined) this.log.debug('the interfaces or their addresses changed');
+        this.interfaces = read;
+        this.interfacesText = text;
+      }
+    } catch (e) {
+      this.log.warn({ err: e }, "could not read the node's interface addresses; the last ones stay in use");
+    }
+    return this.interfaces;
   }
 
   /** A full sync's reads: jump rules made sure of, then the kernel state and the helper chains. */

@@ -12,7 +12,7 @@
 import type { HostFacts } from '../../config/host.js';
 import type { KubeProxyConfiguration } from '../../config/kubeproxy.js';
 import { InputError } from '../../errors.js';
-import { type Backend, detectBackend, readIptablesVersion, waitFlags } from '../../kernel/backend.js';
+import { type Backend, resolveIptables } from '../../kernel/backend.js';
 import { CommandError, type CommandRunner } from '../../kernel/exec.js';
 import { probeHostFacts } from '../../kernel/host-probe.js';
 import { Ipset } from '../../kernel/ipset.js';
@@ -20,10 +20,9 @@ import { Ipvsadm, IpvsUnavailableError } from '../../kernel/ipvsadm.js';
 import { ensureSysctl, readSysctl } from '../../kernel/sysctl.js';
 import type { Logger } from '../../log.js';
 import type { IPFamily } from '../../model/ip.js';
-import type { Snapshot } from '../../model/types.js';
 import type { Clock } from '../../sync/clock.js';
 import { IpvsBackend } from './backend.js';
-import type { IpvsState } from './state.js';
+import type { DesiredIpvsState } from './desired.js';
 
 export class IpvsUnsupportedError extends Error {
   override readonly name = 'IpvsUnsupportedError';
@@ -194,9 +193,15 @@ export interface CreateIpvsBackendsInput {
   families: readonly IPFamily[];
   /** its `ipvs` section is used: scheduler (for the probe), excludeCIDRs, strictARP, timeouts */
   config: KubeProxyConfiguration;
-  /** the renderer for each family, given the host facts in use: snapshot → desired IpvsState */
-  desired: (family: IPFamily, hostFacts: HostFacts) => (snapshot: Snapshot) => IpvsState;
-  /** facts from a file; absent = probed from the machine through `runner` (interfaces above all) */
+  /**
+   * the renderer for each family, given the host facts in use: snapshot (and the interfaces'
+   * addresses, when probed) → desired IpvsState
+   */
+  desired: (family: IPFamily, hostFacts: HostFacts) => DesiredIpvsState;
+  /**
+   * facts from a file, kept as they are; absent = probed from the machine through `runner`
+   * (interfaces above all), and the interfaces' addresses read again as the node runs
+   */
   hostFacts?: HostFacts;
   log: Logger;
   /** graceful termination's clock (default: the system clock) */
@@ -216,16 +221,7 @@ export async function createIpvsBackends(input: CreateIpvsBackendsInput): Promis
   const { runner, log, config } = input;
   const scheduler = config.ipvs.scheduler || 'rr';
   await checkIpvsSupport(runner, scheduler, log);
-  let backend = input.iptablesBackend;
-  if (backend) {
-    log.info({ iptablesBackend: backend }, 'iptables backend given');
-  } else {
-    const decision = await detectBackend(runner);
-    backend = decision.backend;
-    log.info({ iptablesBackend: backend, reason: decision.reason }, 'iptables backend detected');
-  }
-  const version = await readIptablesVersion(runner, backend);
-  const wait = waitFlags(version);
+  const { backend, version, waitFlags: wait } = await resolveIptables(runner, input.iptablesBackend, log);
   // IPVS mode makes no nfacct counters: kube-proxy's IPVS rules count nothing.
   const facts = input.hostFacts ?? (await probeHostFacts({ runner, version, log, nfacct: false }));
   await configureIpvsSysctls(runner, config.ipvs.strictARP, log);
@@ -234,9 +230,11 @@ export async function createIpvsBackends(input: CreateIpvsBackendsInput): Promis
     (family) =>
       new IpvsBackend({
         runner,
-        iptablesBackend: backend!,
+        iptablesBackend: backend,
         family,
         desired: input.desired(family, facts),
+        // kube-proxy reads them on every sync; a --host file fixes them (tests, dry runs).
+        ...(input.hostFacts ? {} : { followInterfaces: { maxAgeMs: config.syncPeriodMs } }),
         excludeCIDRs: config.ipvs.excludeCIDRs,
         log,
         waitFlags: wait,

@@ -1,25 +1,33 @@
 /**
- * An in-memory `ip` (iproute2 6.1) for links and their addresses, enough for kube-ipvs0:
- * `link show|add|del`, `[-o] [-4|-6] addr show dev`, and `[-force] -batch -` of
- * `addr add|del`. Messages, exit codes and the `-o` format are those measured on this
- * project's hosts (see src/kernel/ip-link.ts) and checked against the real tool with a
+ * An in-memory `ip` (iproute2 6.1) for links and their addresses, enough for kube-ipvs0
+ * and the node's addresses: `link show|add|del`, `[-o|-j] [-4|-6] addr show [dev]` (no
+ * dev: every link, as the host probe reads them), and `[-force] -batch -` of
+ * `addr add|del`. Messages, exit codes and the `-o` and `-j` formats are those measured on
+ * this project's hosts (see src/kernel/ip-link.ts) and checked against the real tool with a
  * bridge link (test/ipvs-apply/ip-link.test.ts), and with a real dummy link on Debian 12's
  * kernel in the VM guest (test/vm/guest/checks/ipvs-doubles.ts). The `dummy` type can be
  * switched off, as it is missing from those hosts' kernel.
  *
- * Two things depend on the kernel, not on ip: an address error's message (6.1 answers
+ * Some things depend on the kernel, not on ip: an address error's message (6.1 answers
  * `RTNETLINK answers: File exists`, later kernels `Error: ipv4: Address already assigned.`,
- * see `kernelMessages`), and IPv6 duplicate address detection, which a dummy link skips
- * (it is NOARP): its addresses are never `tentative`, unlike a bridge's while it is down.
+ * see `kernelMessages`); IPv6 duplicate address detection, which a dummy link skips (it is
+ * NOARP): its addresses are never `tentative`, unlike a bridge's while it is down; and the
+ * order of a listing: IPv4 primaries, then IPv4 `secondary` addresses (in a primary's
+ * subnet, with its prefix length), then IPv6 newest first. Deleting a primary deletes its
+ * secondaries (net.ipv4.conf.*.promote_secondaries=0, the kernel's default).
  */
-import { type IPFamily, parseIP } from '../../model/ip.js';
+import { type IPFamily, type ParsedIP, parseIP } from '../../model/ip.js';
 import type { RunResult } from '../exec.js';
 
 interface FakeAddress {
   family: IPFamily;
   address: string;
   prefix: number;
+  /** the subnet with its prefix length (`10.0.0.0/24`): IPv4 addresses sharing one are primary and secondaries */
+  subnet: string;
 }
+
+type ListedAddress = FakeAddress & { secondary: boolean };
 
 interface FakeLink {
   index: number;
@@ -39,6 +47,11 @@ class IpFailure extends Error {
 
 const ok = (stdout = ''): RunResult => ({ stdout, stderr: '', exitCode: 0 });
 
+function subnetOf(ip: ParsedIP, prefix: number): string {
+  const bytes = [...ip.bytes].map((b, i) => b & (0xff00 >> Math.max(0, Math.min(8, prefix - i * 8))) & 0xff);
+  return `${bytes.join('.')}/${prefix}`;
+}
+
 export class FakeIp {
   /** false: `ip link add ... type dummy` fails with "Unknown device type" */
   dummyAvailable = true;
@@ -55,12 +68,14 @@ export class FakeIp {
     const a = [...args];
     let force = false;
     let oneline = false;
+    let json = false;
     let family: IPFamily | null = null;
     let batch = false;
     while (a[0]?.startsWith('-')) {
       const flag = a.shift()!;
       if (flag === '-force') force = true;
       else if (flag === '-o' || flag === '-oneline') oneline = true;
+      else if (flag === '-j' || flag === '-json') json = true;
       else if (flag === '-4') family = 'IPv4';
       else if (flag === '-6') family = 'IPv6';
       else if (flag === '-batch') {
@@ -70,7 +85,7 @@ export class FakeIp {
     }
     if (batch) return this.batch(input, force);
     try {
-      return this.command(a, { oneline, family });
+      return this.command(a, { oneline, json, family });
     } catch (e) {
       if (e instanceof IpFailure) return { stdout: '', stderr: `${e.message}\n`, exitCode: e.exitCode };
       throw e;
@@ -88,7 +103,7 @@ export class FakeIp {
         .filter((w) => w !== '');
       if (words.length === 0) continue;
       try {
-        this.command(words, { oneline: false, family: null });
+        this.command(words, { oneline: false, json: false, family: null });
       } catch (e) {
         if (!(e instanceof IpFailure)) throw e;
         if (e.exitCode === 255) return { stdout: '', stderr: `${stderr}${e.message}\n`, exitCode: 255 };
@@ -109,7 +124,10 @@ export class FakeIp {
     return link;
   }
 
-  private command(words: string[], opts: { oneline: boolean; family: IPFamily | null }): RunResult {
+  private command(
+    words: string[],
+    opts: { oneline: boolean; json: boolean; family: IPFamily | null },
+  ): RunResult {
     const [object, verb, ...rest] = words;
     const devName = (ws: string[]) => (ws[0] === 'dev' || ws[0] === 'name' ? ws[1] : ws[0]);
     if (object === 'link' || object === 'l') {
@@ -139,14 +157,23 @@ export class FakeIp {
     }
     if (object === 'addr' || object === 'address' || object === 'a') {
       if (verb === 'show' || verb === 'list' || verb === undefined) {
-        const link = this.link(devName(rest), 'show');
-        const lines = link.addresses
-          .filter((x) => opts.family === null || x.family === opts.family)
-          .map((x) =>
+        const name = devName(rest);
+        const shown = (link: FakeLink) =>
+          this.listed(link).filter((x) => opts.family === null || x.family === opts.family);
+        // Without a device, a family filter leaves out the links without its addresses.
+        const links =
+          name === undefined
+            ? [...this.links.values()].filter((l) => opts.family === null || shown(l).length > 0)
+            : [this.link(name, 'show')];
+        if (opts.json)
+          return ok(`${JSON.stringify(links.map((l) => this.jsonLink(l, shown(l), opts.family)))}\n`);
+        const lines = links.flatMap((link) =>
+          shown(link).map((x) =>
             x.family === 'IPv4'
-              ? `${link.index}: ${link.name}    inet ${x.address}/${x.prefix} scope global ${link.name}\\       valid_lft forever preferred_lft forever`
-              : `${link.index}: ${link.name}    inet6 ${x.address}/${x.prefix} scope global ${this.ipv6Dad && link.type !== 'dummy' ? 'tentative ' : ''}\\       valid_lft forever preferred_lft forever`,
-          );
+              ? `${link.index}: ${link.name}    inet ${x.address}/${x.prefix} scope global ${x.secondary ? 'secondary ' : ''}${link.name}\\       valid_lft forever preferred_lft forever`
+              : `${link.index}: ${link.name}    inet6 ${x.address}/${x.prefix} scope global ${this.tentative(link) ? 'tentative ' : ''}\\       valid_lft forever preferred_lft forever`,
+          ),
+        );
         return ok(lines.map((l) => `${l}\n`).join(''));
       }
       if (verb === 'add' || verb === 'del' || verb === 'delete') {
@@ -169,7 +196,7 @@ export class FakeIp {
                   ? 'Error: ipv4: Address already assigned.'
                   : 'Error: ipv6: address already assigned.',
             );
-          link.addresses.push({ family: ip.family, address: ip.text, prefix });
+          link.addresses.push({ family: ip.family, address: ip.text, prefix, subnet: subnetOf(ip, prefix) });
         } else {
           if (at === -1)
             throw new IpFailure(
@@ -177,12 +204,73 @@ export class FakeIp {
                 ? 'RTNETLINK answers: Cannot assign requested address'
                 : `Error: ${v}: ${ip.family === 'IPv4' ? 'Address' : 'address'} not found.`,
             );
-          link.addresses.splice(at, 1);
+          const gone = link.addresses[at]!;
+          const inSubnet = (x: FakeAddress) => x.family === 'IPv4' && x.subnet === gone.subnet;
+          const primary =
+            gone.family === 'IPv4' && gone.prefix < 32 && !link.addresses.slice(0, at).some(inSubnet);
+          // a primary takes its secondaries (every later address of its subnet) with it
+          if (primary) link.addresses = link.addresses.filter((x) => !inSubnet(x));
+          else link.addresses.splice(at, 1);
         }
         return ok();
       }
     }
     throw new IpFailure(`Command "${verb ?? object}" is unknown, try "ip ${object ?? ''} help".`, 255);
+  }
+
+  /** The link's addresses in the kernel's order, each IPv4 one marked when it is secondary. */
+  private listed(link: FakeLink): ListedAddress[] {
+    const subnets = new Set<string>();
+    const v4 = link.addresses
+      .filter((x) => x.family === 'IPv4')
+      .map((x) => {
+        const secondary = subnets.has(x.subnet);
+        subnets.add(x.subnet);
+        return { ...x, secondary };
+      });
+    const v6 = link.addresses
+      .filter((x) => x.family === 'IPv6')
+      .reverse()
+      .map((x) => ({ ...x, secondary: false }));
+    return [...v4.filter((x) => !x.secondary), ...v4.filter((x) => x.secondary), ...v6];
+  }
+
+  private tentative(link: FakeLink): boolean {
+    return this.ipv6Dad && link.type !== 'dummy';
+  }
+
+  /**
+   * One link of `ip -j addr show`, with iproute2 6.1's fields for a link that is down (a
+   * family filter leaves out the link-layer ones, and -6 the qdisc and group too, as ip does).
+   */
+  private jsonLink(
+    link: FakeLink,
+    addresses: readonly ListedAddress[],
+    family: IPFamily | null,
+  ): Record<string, unknown> {
+    return {
+      ifindex: link.index,
+      ifname: link.name,
+      flags: link.type === 'dummy' ? ['BROADCAST', 'NOARP'] : ['BROADCAST', 'MULTICAST'],
+      mtu: 1500,
+      ...(family === 'IPv6' ? {} : { qdisc: 'noop' }),
+      operstate: 'DOWN',
+      ...(family === 'IPv6' ? {} : { group: 'default' }),
+      txqlen: 1000,
+      ...(family === null
+        ? { link_type: 'ether', address: '00:00:00:00:00:00', broadcast: 'ff:ff:ff:ff:ff:ff' }
+        : {}),
+      addr_info: addresses.map((x) => ({
+        family: x.family === 'IPv4' ? 'inet' : 'inet6',
+        local: x.address,
+        prefixlen: x.prefix,
+        scope: 'global',
+        ...(x.secondary ? { secondary: true } : {}),
+        ...(x.family === 'IPv4' ? { label: link.name } : this.tentative(link) ? { tentative: true } : {}),
+        valid_life_time: 4294967295,
+        preferred_life_time: 4294967295,
+      })),
+    };
   }
 
   // ------------------------------------------------------------------------------------------
