@@ -601,6 +601,7 @@ function applyValue(
 /**
  * Splits an `ipvsadm -R` input line into words as ipvsadm's config_stream does
  * (whitespace-separated; double quotes group). Blank lines give no words.
+ * Not cleanup.ts's splitRuleWords: `\` means nothing to config_stream, and escapes for iptables.
  */
 export function splitIpvsadmLine(line: string): string[] {
   const words: string[] = [];

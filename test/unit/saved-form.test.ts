@@ -152,7 +152,7 @@ describe('savedForm', () => {
       ['-A KUBE-T -g KUBE-X', 'IPv4'],
       ['-A KUBE-T -m tcp -p tcp --dport 1:100 -j RETURN', 'IPv4'],
       ['-A KUBE-T -m tcp -p tcp ! --dport 80 -j RETURN', 'IPv4'],
-      ['-A KUBE-T -p tcp -j RETURN', 'IPv4'],
+      ['-A KUBE-T -p icmp -j RETURN', 'IPv4'],
       ['-A KUBE-T -m tcp -p udp --dport 80 -j RETURN', 'IPv4'],
       ['-A KUBE-T -d 010.1.1.1 -j RETURN', 'IPv4'],
       ['-A KUBE-T -d 10.1.1.1/8 -j RETURN', 'IPv4'],

@@ -64,7 +64,10 @@ interface SavedTable {
   rules: SavedRule[];
 }
 
-/** Splits a saved rule into words, honouring iptables-save's double quotes and backslash escapes. */
+/**
+ * Splits a saved rule into words, honouring iptables-save's double quotes and backslash escapes.
+ * Not saved-form.ts's ruleWords, which refuses (null) what we never write: this must read any agent's rule.
+ */
 export function splitRuleWords(line: string): string[] {
   const words: string[] = [];
   let word = '';

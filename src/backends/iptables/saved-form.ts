@@ -4,10 +4,15 @@
  * kernel rule when their saved forms are equal, so the kernel's rules can be compared
  * with a render chain by chain (spec §17, notes/iptables-save-form.md). No I/O.
  *
- * Exact for the vocabulary src/backends/iptables/* emits, and only for it: every match and
- * target it writes, each option in the order and spelling its module's save function
- * prints (iptables 1.8.9, nft and legacy backends alike; test/kernel/saved-form.test.ts
- * checks every golden file against the real tools). Anything else — another module, an
+ * Exact for the vocabulary Switchboard emits, and only for it: every match and target the
+ * iptables mode (src/backends/iptables/*) and the IPVS mode's helper chains
+ * (src/backends/ipvs/render.ts) write, each option in the order and spelling its module's
+ * save function prints (iptables 1.8.9, nft and legacy backends alike;
+ * test/kernel/saved-form.test.ts checks every golden file against the real tools,
+ * test/ipvs-apply/save-form.test.ts the IPVS helper rules, and the VM check
+ * test/vm/guest/checks/iptables-matches.ts `-m ipvs`, which these hosts lack). It is the one
+ * model of iptables-save's form: the in-memory iptables (src/kernel/fakes/iptables.ts)
+ * holds rules in it too. Anything else — another module, an
  * option, value or spelling the renderer never produces — gives null, which callers must
  * treat as "different" (rewrite the chain): a rule we cannot be sure of is never
  * assumed equal.
@@ -18,7 +23,8 @@
  * - then each match in the order given, `-m NAME` and its options in the module's order;
  * - then `-j TARGET` and its options; a rule without a target prints none.
  * Values are canonicalised as the kernel stores them: addresses as inet_ntop prints them,
- * marks in plain hex, statistic probabilities as the 32-bit fraction the kernel keeps.
+ * marks in plain hex, statistic probabilities as the 32-bit fraction the kernel keeps,
+ * `-m ipvs`'s protocol as its number.
  */
 import type { IPFamily } from '../../model/ip.js';
 import { parseCIDR, parseIP } from '../../model/ip.js';
@@ -210,21 +216,27 @@ const CT_STATES = ['INVALID', 'NEW', 'RELATED', 'ESTABLISHED', 'UNTRACKED', 'SNA
 const NAME = /^[A-Za-z0-9_-]{1,28}$/;
 const NFACCT_NAME = /^[A-Za-z0-9_-]{1,31}$/;
 const IFACE = /^[A-Za-z0-9_.@:-]{1,15}\+?$/;
+/** An ipset name (IPSET_MAXNAMELEN 32, with its NUL), and libxt_set's src/dst flags (at most 6). */
+const SET_NAME = /^[A-Za-z0-9_-]{1,31}$/;
+const SET_FLAGS = /^(src|dst)(,(src|dst)){0,5}$/;
+const PROTOCOL_NUMBER: Readonly<Record<string, string>> = { tcp: '6', udp: '17', sctp: '132' };
+const HOST_PREFIX: Record<IPFamily, string> = { IPv4: '/32', IPv6: '/128' };
 const ALL_ONES: Record<IPFamily, string> = {
   IPv4: '255.255.255.255',
   IPv6: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
 };
 
-/** An option as given: its value (undefined for flags) and whether `!` preceded it. */
+/** An option as given: its value (undefined for flags), a second value, and whether `!` preceded it. */
 interface Option {
   name: string;
   value: string | undefined;
+  second?: string;
   negated: boolean;
 }
 
 interface Module {
-  /** option name -> takes a value */
-  options: Readonly<Record<string, boolean>>;
+  /** option name -> how many values follow it (0 for a flag) */
+  options: Readonly<Record<string, 0 | 1 | 2>>;
   /** the saved text after `-m NAME` / `-j NAME` (with its leading space), or null */
   save(o: readonly Option[], family: IPFamily): string | null;
 }
@@ -248,7 +260,7 @@ function flag(o: readonly Option[], name: string): boolean | null {
 }
 
 const portMatch: Module = {
-  options: { '--dport': true },
+  options: { '--dport': 1 },
   save(o) {
     if (o.length === 0) return '';
     const p = plain(o, '--dport');
@@ -258,7 +270,7 @@ const portMatch: Module = {
 
 const MATCHES: Readonly<Record<string, Module>> = {
   comment: {
-    options: { '--comment': true },
+    options: { '--comment': 1 },
     save(o) {
       const c = plain(o, '--comment');
       return c !== null && c.length <= 255 ? ` --comment ${saveString(c)}` : null;
@@ -268,7 +280,7 @@ const MATCHES: Readonly<Record<string, Module>> = {
   udp: portMatch,
   sctp: portMatch,
   statistic: {
-    options: { '--mode': true, '--probability': true },
+    options: { '--mode': 1, '--probability': 1 },
     save(o) {
       const p = plain(o, '--probability');
       const saved = p === null ? null : cachedProbability(p);
@@ -278,7 +290,7 @@ const MATCHES: Readonly<Record<string, Module>> = {
     },
   },
   conntrack: {
-    options: { '--ctstate': true },
+    options: { '--ctstate': 1 },
     save(o) {
       const opt = o[0];
       if (!opt || opt.value === undefined) return null;
@@ -291,7 +303,7 @@ const MATCHES: Readonly<Record<string, Module>> = {
     },
   },
   mark: {
-    options: { '--mark': true },
+    options: { '--mark': 1 },
     save(o) {
       const opt = o[0];
       const vm = opt?.value === undefined ? null : valueMask(opt.value);
@@ -301,7 +313,7 @@ const MATCHES: Readonly<Record<string, Module>> = {
     },
   },
   addrtype: {
-    options: { '--src-type': true, '--dst-type': true },
+    options: { '--src-type': 1, '--dst-type': 1 },
     save(o) {
       if (o.length === 0) return null;
       let out = '';
@@ -316,13 +328,13 @@ const MATCHES: Readonly<Record<string, Module>> = {
   },
   recent: {
     options: {
-      '--name': true,
-      '--set': false,
-      '--rcheck': false,
-      '--seconds': true,
-      '--reap': false,
-      '--mask': true,
-      '--rsource': false,
+      '--name': 1,
+      '--set': 0,
+      '--rcheck': 0,
+      '--seconds': 1,
+      '--reap': 0,
+      '--mask': 1,
+      '--rsource': 0,
     },
     save(o, family) {
       const name = plain(o, '--name');
@@ -341,8 +353,55 @@ const MATCHES: Readonly<Record<string, Module>> = {
       return ` --rcheck --seconds ${seconds}${reap ? ' --reap' : ''}${tail}`;
     },
   },
+  set: {
+    options: { '--match-set': 2 },
+    save(o) {
+      const opt = o[0];
+      if (!opt || opt.negated || opt.value === undefined || opt.second === undefined) return null;
+      // libxt_set prints the name as it is, not through xtables_save_string.
+      if (!SET_NAME.test(opt.value) || !SET_FLAGS.test(opt.second)) return null;
+      return ` --match-set ${opt.value} ${opt.second}`;
+    },
+  },
+  physdev: {
+    options: { '--physdev-is-in': 0 },
+    save(o) {
+      const opt = o[0];
+      return opt ? `${opt.negated ? ' !' : ''} --physdev-is-in` : null;
+    },
+  },
+  ipvs: {
+    // libxt_ipvs prints --vproto, --vaddr, --vport in that order, whatever the input's. Its
+    // other options (--ipvs, --vdir, ...) print differently under nft and legacy (the VM
+    // check saw it): not modelled.
+    options: { '--vproto': 1, '--vaddr': 1, '--vport': 1 },
+    save(o, family) {
+      if (o.length === 0 || o.some((opt) => opt.negated)) return null;
+      let out = '';
+      const proto = find(o, '--vproto')?.value;
+      if (proto !== undefined) {
+        const number =
+          PROTOCOL_NUMBER[proto] ?? (Object.values(PROTOCOL_NUMBER).includes(proto) ? proto : null);
+        if (number === null) return null;
+        out += ` --vproto ${number}`;
+      }
+      const vaddr = find(o, '--vaddr')?.value;
+      if (vaddr !== undefined) {
+        // A host address prints without its prefix, a network with it.
+        const saved = savedAddress(vaddr, family);
+        if (saved === null || saved === '') return null;
+        out += ` --vaddr ${saved.endsWith(HOST_PREFIX[family]) ? saved.slice(0, -HOST_PREFIX[family].length) : saved}`;
+      }
+      const vport = find(o, '--vport')?.value;
+      if (vport !== undefined) {
+        if (!isPort(vport)) return null;
+        out += ` --vport ${vport}`;
+      }
+      return out;
+    },
+  },
   nfacct: {
-    options: { '--nfacct-name': true },
+    options: { '--nfacct-name': 1 },
     save(o) {
       const name = plain(o, '--nfacct-name');
       // libxt_nfacct prints its option with a second space.
@@ -353,7 +412,7 @@ const MATCHES: Readonly<Record<string, Module>> = {
 
 const TARGETS: Readonly<Record<string, Module>> = {
   REJECT: {
-    options: { '--reject-with': true },
+    options: { '--reject-with': 1 },
     save(o, family) {
       const dflt = family === 'IPv4' ? 'icmp-port-unreachable' : 'icmp6-port-unreachable';
       const given = o.length === 0 ? dflt : plain(o, '--reject-with');
@@ -361,7 +420,7 @@ const TARGETS: Readonly<Record<string, Module>> = {
     },
   },
   DNAT: {
-    options: { '--to-destination': true },
+    options: { '--to-destination': 1 },
     save(o, family) {
       const to = plain(o, '--to-destination');
       const saved = to === null ? null : savedEndpoint(to, family);
@@ -369,7 +428,7 @@ const TARGETS: Readonly<Record<string, Module>> = {
     },
   },
   MARK: {
-    options: { '--or-mark': true, '--xor-mark': true, '--set-xmark': true },
+    options: { '--or-mark': 1, '--xor-mark': 1, '--set-xmark': 1 },
     save(o) {
       const opt = o[0];
       if (o.length !== 1 || !opt || opt.negated || opt.value === undefined) return null;
@@ -383,7 +442,7 @@ const TARGETS: Readonly<Record<string, Module>> = {
     },
   },
   MASQUERADE: {
-    options: { '--random-fully': false },
+    options: { '--random-fully': 0 },
     save(o) {
       if (o.length === 0) return '';
       return flag(o, '--random-fully') === true ? ' --random-fully' : null;
@@ -392,11 +451,11 @@ const TARGETS: Readonly<Record<string, Module>> = {
 };
 
 /** Every option of every module: no two modules we know share an option name. */
-const OPTION_OWNERS = new Map<string, { module: Module; takesValue: boolean }>();
+const OPTION_OWNERS = new Map<string, { module: Module; values: 0 | 1 | 2 }>();
 for (const module of [...new Set([...Object.values(MATCHES), ...Object.values(TARGETS)])]) {
-  for (const [name, takesValue] of Object.entries(module.options)) {
+  for (const [name, values] of Object.entries(module.options)) {
     if (OPTION_OWNERS.has(name)) throw new Error(`saved-form: option ${name} has two owners`);
-    OPTION_OWNERS.set(name, { module, takesValue });
+    OPTION_OWNERS.set(name, { module, values });
   }
 }
 
@@ -482,12 +541,10 @@ export function parsedSavedForm(line: string, family: IPFamily): string | null {
       let into: Loaded | undefined;
       for (const l of loaded) if (l.module === owner?.module) into = l;
       if (!owner || !into || find(into.options, word)) return null;
-      let value: string | undefined;
-      if (owner.takesValue) {
-        if (i >= n) return null;
-        value = words[i++]!;
-      }
-      into.options.push({ name: word, value, negated: neg });
+      if (i + owner.values > n) return null;
+      const value = owner.values > 0 ? words[i++]! : undefined;
+      const second = owner.values > 1 ? words[i++]! : undefined;
+      into.options.push({ name: word, value, second, negated: neg });
       continue;
     }
     if (i >= n) return null;
@@ -539,7 +596,8 @@ export function parsedSavedForm(line: string, family: IPFamily): string | null {
     const saved = l.module.save(l.options, family);
     if (saved === null) return null;
     if (l.module === portMatch) {
-      // `-m tcp` needs `-p tcp`; we never write `-p` alone or two port matches.
+      // `-m tcp` needs `-p tcp`; we never write two port matches. (`-p` alone, as IPVS
+      // mode's `-p tcp ... -m set` rules have it, prints as it is.)
       if (l.name !== proto || ++portMatches > 1) return null;
     }
     if (l.name === targetName) {
@@ -549,7 +607,6 @@ export function parsedSavedForm(line: string, family: IPFamily): string | null {
       out += ` -m ${l.name}${saved}`;
     }
   }
-  if (proto !== '' && portMatches === 0) return null;
   if (targetName !== '' && !sawTarget) out += ` -j ${targetName}`;
   return out;
 }

@@ -42,8 +42,9 @@ import { type IPFamily, type ParsedCIDR, parseCIDR } from '../../model/ip.js';
 import type { Snapshot } from '../../model/types.js';
 import type { BackendSyncResult, ProxyBackend, SyncRequest } from '../../sync/backend.js';
 import { type Clock, systemClock } from '../../sync/clock.js';
-import { IPTABLES_MODE_LEFTOVERS, parseSave, planCleanup, splitRuleWords } from '../iptables/cleanup.js';
+import { IPTABLES_MODE_LEFTOVERS, planCleanup } from '../iptables/cleanup.js';
 import { chainExists, ensureJumpRules } from '../iptables/jump-rules.js';
+import { chainMatches, parseSavedTables, savedRuleLines } from '../iptables/kernel-diff.js';
 import { formatRestore } from '../iptables/restore-text.js';
 import { IPVS_JUMP_RULES } from './chains.js';
 import type { InterfaceAddressMap } from './desired.js';
@@ -51,7 +52,6 @@ import { type DrainEntry, decideDrains, GracefulTermination } from './graceful.j
 import { deleteRealServerLine } from './ipvsadm-text.js';
 import { type IpvsTools, type KernelIpvsState, readKernelState } from './kernel-state.js';
 import { applyPlan, type IpvsPlan, isEmptyPlan, newPlanMemo, planSync } from './plan.js';
-import { predictSavedWords } from './save-form.js';
 import { type IpvsState, virtualServerKey } from './state.js';
 import { linesAbout, SCOPED_READ_LIMIT, virtualServerProblems } from './verify.js';
 
@@ -662,22 +662,15 @@ export class IpvsBackend implements ProxyBackend {
 
 /**
  * Whether `iptables-save` output holds exactly the helper chains of `restoreText`, rule for
- * rule, each compared in the form iptables-save prints it (save-form.ts).
+ * rule, each compared in the form iptables-save prints it (iptables/saved-form.ts; a rule it
+ * does not model compares different, and the chains are rewritten).
  */
 export function helperChainsMatch(saveText: string, restoreText: string, family: IPFamily): boolean {
-  const saved = new Map<string, string[]>();
-  for (const table of parseSave(saveText)) {
-    for (const name of table.chains.keys()) saved.set(`${table.name} ${name}`, []);
-    for (const rule of table.rules)
-      saved.get(`${table.name} ${rule.chain}`)?.push(splitRuleWords(rule.line).join('\u0000'));
-  }
-  for (const table of parseSave(restoreText)) {
-    const rulesByChain = new Map<string, string[]>([...table.chains.keys()].map((c) => [c, []]));
-    for (const rule of table.rules)
-      rulesByChain.get(rule.chain)?.push(predictSavedWords(rule.line, family).join('\u0000'));
-    for (const [chain, rules] of rulesByChain) {
-      const got = saved.get(`${table.name} ${chain}`);
-      if (!got || got.length !== rules.length || got.some((r, i) => r !== rules[i])) return false;
+  const kernel = parseSavedTables(saveText);
+  for (const [table, chains] of parseSavedTables(restoreText)) {
+    for (const [chain, wanted] of chains) {
+      const held = kernel.get(table)?.get(chain);
+      if (!held || !chainMatches(savedRuleLines(wanted), held, family)) return false;
     }
   }
   return true;

@@ -2,9 +2,10 @@
  * An in-memory iptables (1.8.9, either backend, both families), enough for the IPVS
  * applier and cleanup to be tested without root: `iptables-restore [--noflush]`,
  * `iptables-save [-t T]` and `iptables -N/-X/-F/-C/-I/-A/-D/-L`. Rules are held as
- * iptables-save prints them (the measured normal form of save-form.ts, checked against real
- * iptables in test/ipvs-apply/save-form.test.ts), so `-C` and `-D` match a rule given as
- * an argument vector against one written by restore.
+ * iptables-save prints them (iptables/saved-form.ts, checked against real iptables in
+ * test/kernel/saved-form.test.ts and test/ipvs-apply/save-form.test.ts), so `-C` and `-D`
+ * match a rule given as an argument vector against one written by restore. A rule that
+ * model does not know is held as given.
  *
  * What the kernel checks is checked: a jump to a chain that does not exist, a
  * `--match-set` of a set that does not exist (the ipset double answers), `-X` of a chain
@@ -14,7 +15,7 @@
  * line: N", 4 for a commit-time one with "line N: ...").
  */
 import { splitRuleWords } from '../../backends/iptables/cleanup.js';
-import { predictSavedWords } from '../../backends/ipvs/save-form.js';
+import { savedForm } from '../../backends/iptables/saved-form.js';
 import type { IPFamily } from '../../model/ip.js';
 import type { RunResult } from '../exec.js';
 
@@ -53,9 +54,11 @@ interface Chain {
 type Table = Map<string, Chain>;
 type Tables = Map<string, Table> & { family?: IPFamily };
 
-/** A rule's text as iptables-save prints it (without `-A CHAIN`). */
+/** A rule's text as iptables-save prints it (without `-A CHAIN`); as given when saved-form.ts does not model it. */
 function canonical(chain: string, words: readonly string[], family: IPFamily): string {
-  return saveForm(predictSavedWords(`-A ${chain} ${saveForm(words)}`, family).slice(2));
+  const given = saveForm(words);
+  const saved = savedForm(`-A ${chain} ${given}`, family);
+  return saved === null ? given : saved.slice(`-A ${chain} `.length);
 }
 
 class Refusal extends Error {
@@ -68,7 +71,7 @@ class Refusal extends Error {
   }
 }
 
-/** Re-joins words as iptables-save quotes them. */
+/** Re-joins words, quoting those that need it to stay one word (iptables-save's own quoting is saved-form.ts's). */
 export function saveForm(words: readonly string[]): string {
   return words.map((w) => (w === '' || /[\s"]/.test(w) ? `"${w.replace(/"/g, '\\"')}"` : w)).join(' ');
 }
