@@ -144,7 +144,7 @@ export class Ipvsadm implements IpvsadmTool {
     const r = await this.runner.run(IPVSADM_BINARY, args, { reject: false, timeoutMs: READ_TIMEOUT_MS });
     if (r.exitCode !== 0) {
       if (/Can't initialize ipvs/.test(r.stderr)) throw new IpvsUnavailableError(r.stderr.trim());
-      throw new CommandError(IPVSADM_BINARY, args, r, 'exit', `exit code ${r.exitCode}: ${r.stderr.trim()}`);
+      throw CommandError.exit(IPVSADM_BINARY, args, r);
     }
     return r.stdout;
   }
@@ -163,7 +163,7 @@ export class Ipvsadm implements IpvsadmTool {
     if (r.exitCode !== 0) {
       if (/No such service/.test(r.stderr)) return null;
       if (/Can't initialize ipvs/.test(r.stderr)) throw new IpvsUnavailableError(r.stderr.trim());
-      throw new CommandError(IPVSADM_BINARY, args, r, 'exit', `exit code ${r.exitCode}: ${r.stderr.trim()}`);
+      throw CommandError.exit(IPVSADM_BINARY, args, r);
     }
     const table = parseIpvsadmList(r.stdout);
     return (
