@@ -2,10 +2,12 @@
  * The example cluster (fixtures/example/cluster.yaml) served by the API double, and
  * `switchboard run --dry-run` watching it: where the CLI tests of the API source start.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
 import { parseYamlDocuments } from '../../src/config/yaml.js';
-import { LOOPBACK_SERVERS, ROOT, type Run, startSynced } from '../support/cli.js';
+import { killRuns, LOOPBACK_SERVERS, ROOT, type Run, startSynced } from '../support/cli.js';
 import { FakeApiServer, type KubeObject } from './fake-apiserver.js';
 
 export const EXAMPLE = join(ROOT, 'fixtures/example');
@@ -13,15 +15,41 @@ const RESOURCE = { Service: 'services', EndpointSlice: 'endpointslices', Node: '
 
 export type ExampleObject = KubeObject & { kind: keyof typeof RESOURCE };
 
-/** A fresh API double serving the example cluster's objects. */
-export async function serveExampleCluster(): Promise<{ api: FakeApiServer; objects: ExampleObject[] }> {
-  const api = await FakeApiServer.start();
-  const objects = parseYamlDocuments(
-    await readFile(join(EXAMPLE, 'cluster.yaml'), 'utf8'),
-    'cluster.yaml',
-  ) as ExampleObject[];
-  for (const o of objects) api.apply(RESOURCE[o.kind], o);
-  return { api, objects };
+export interface ExampleApi {
+  /** a fresh API double serving the example cluster's objects */
+  api: FakeApiServer;
+  objects: ExampleObject[];
+  /** a new working directory */
+  dir: string;
+}
+
+/**
+ * Call at the top of a test file: the returned function serves the example cluster and makes
+ * a working directory; after each test, the runs still going are killed, the API double
+ * closed and the directory removed.
+ */
+export function exampleApiPerTest(dirPrefix: string): () => Promise<ExampleApi> {
+  let api: FakeApiServer | null = null;
+  let dir: string | null = null;
+  afterEach(async () => {
+    await killRuns();
+    await api?.close();
+    api = null;
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = null;
+  });
+  return async () => {
+    const workDir = await mkdtemp(join(tmpdir(), dirPrefix));
+    dir = workDir;
+    const served = await FakeApiServer.start();
+    api = served;
+    const objects = parseYamlDocuments(
+      await readFile(join(EXAMPLE, 'cluster.yaml'), 'utf8'),
+      'cluster.yaml',
+    ) as ExampleObject[];
+    for (const o of objects) served.apply(RESOURCE[o.kind], o);
+    return { api: served, objects, dir: workDir };
+  };
 }
 
 /**

@@ -3,30 +3,17 @@
  * double. The example cluster served by the API must give exactly the example's golden
  * rules; a node topology label change forces a full sync, an endpoint change a partial one.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { serviceChains } from '../../src/backends/iptables/chain-names.js';
-import { blocks, killRuns, listeningAddress, terminate, waitFor } from '../support/cli.js';
-import { EXAMPLE, serveExampleCluster, startDryRunAgainst } from './example-run.js';
-import type { FakeApiServer } from './fake-apiserver.js';
+import { blocks, listeningAddress, terminate, waitFor } from '../support/cli.js';
+import { EXAMPLE, exampleApiPerTest, startDryRunAgainst } from './example-run.js';
 
-let api: FakeApiServer | null = null;
-let dir: string | null = null;
-afterEach(async () => {
-  await killRuns();
-  await api?.close();
-  api = null;
-  if (dir) await rm(dir, { recursive: true, force: true });
-  dir = null;
-});
+const serveExample = exampleApiPerTest('sb-run-api-');
 
 it('syncs the cluster from the API server, follows node and endpoint changes, and stops on SIGTERM', async () => {
-  const served = await serveExampleCluster();
-  api = served.api;
-  const { objects } = served;
-  dir = await mkdtemp(join(tmpdir(), 'sb-run-api-'));
+  const { api, objects, dir } = await serveExample();
   const run = await startDryRunAgainst(api, dir);
   const golden = await readFile(join(EXAMPLE, 'iptables.rules'), 'utf8');
   expect(blocks(run.stdout()).get('# sync 1 full IPv4')).toBe(golden);

@@ -6,31 +6,18 @@
  * their response headers and while they are still waiting for them (a proxy that holds
  * headers back until the first event). How long the exit took is printed, not asserted.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, expect, test } from 'vitest';
-import { killRuns, logRecords, terminate, waitFor } from '../support/cli.js';
-import { serveExampleCluster, startDryRunAgainst } from './example-run.js';
-import type { FakeApiServer, HoldMode } from './fake-apiserver.js';
+import { expect, test } from 'vitest';
+import { logRecords, terminate, waitFor } from '../support/cli.js';
+import { exampleApiPerTest, startDryRunAgainst } from './example-run.js';
+import type { HoldMode } from './fake-apiserver.js';
 
-let api: FakeApiServer | null = null;
-let dir: string | null = null;
-afterEach(async () => {
-  await killRuns();
-  await api?.close();
-  api = null;
-  if (dir) await rm(dir, { recursive: true, force: true });
-  dir = null;
-});
+const serveExample = exampleApiPerTest('sb-shutdown-');
 
 test.each<HoldMode>(['after-headers', 'before-headers'])(
   'run exits with 0 through its normal stop path while the API server holds the watches (%s)',
   async (mode) => {
-    const { api: fake } = await serveExampleCluster();
-    api = fake;
+    const { api: fake, dir } = await serveExample();
     fake.holdWatches(mode);
-    dir = await mkdtemp(join(tmpdir(), 'sb-shutdown-'));
     const run = await startDryRunAgainst(fake, dir);
     await waitFor(() => fake.heldWatches === 3, 'three held watches');
 
