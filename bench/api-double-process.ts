@@ -20,7 +20,6 @@
  * The first message is `{ type: 'ready', url, cluster: { nodeName, nodeIP, clusterCIDR } }`;
  * a failure is `{ type: 'error', message }`.
  */
-import type { V1EndpointSlice } from '@kubernetes/client-node';
 import { DEFAULT_CHUNKING, planTransactions } from '../src/backends/iptables/chunking.js';
 import { buildRenderContext } from '../src/backends/iptables/context.js';
 import { ensureCanaries, ensureJumpRules } from '../src/backends/iptables/jump-rules.js';
@@ -29,21 +28,12 @@ import { formatRestore } from '../src/backends/iptables/restore-text.js';
 import type { Backend } from '../src/kernel/backend.js';
 import { ExecaRunner, inNetns } from '../src/kernel/exec.js';
 import { Iptables } from '../src/kernel/iptables.js';
-import { nodeInfoFrom, SnapshotBuilder } from '../src/model/snapshot.js';
-import { ObjectStore } from '../src/model/store.js';
-import { iptablesOptions, resolveNodeName, topologyOptions } from '../src/sync/wiring.js';
+import { SnapshotBuilder } from '../src/model/snapshot.js';
+import { iptablesOptions } from '../src/sync/wiring.js';
 import { FakeApiServer, type KubeObject } from '../test/api/fake-apiserver.js';
-import { firstReadyEndpoint, replaceEndpointIP } from './endpoint-change.js';
 import { writeManifestDumps } from './manifest-dump.js';
-import {
-  type ClusterShape,
-  clusterEvents,
-  podIP,
-  type SyntheticCluster,
-  syntheticCluster,
-} from './synthetic-cluster.js';
-import { syntheticConfig, syntheticHost } from './synthetic-config.js';
-import { pickChangeTargets } from './world.js';
+import { type ClusterShape, type SyntheticCluster, syntheticCluster } from './synthetic-cluster.js';
+import { changeClusterEndpoint, pickChangeTargets, worldOf } from './world.js';
 
 /** What the parent needs of the cluster to configure the proxy (synthetic-config.ts). */
 export interface ClusterFacts {
@@ -74,19 +64,11 @@ export interface DoubleArgs {
 
 const asKubeObject = (object: unknown) => object as KubeObject;
 
-/**
- * Replaces the first ready endpoint of service `serviceIndex` (a new pod on the same node;
- * the k-th change gets an address the generator never uses) and applies it to the double.
- */
+/** changeClusterEndpoint, and the updated slice applied to the double. */
 function changeEndpoint(fake: FakeApiServer, cluster: SyntheticCluster, serviceIndex: number, k: number) {
-  const svc = cluster.services[serviceIndex]!;
-  const slice: V1EndpointSlice = cluster.slices[serviceIndex]!;
-  const index = firstReadyEndpoint(slice);
-  const node = Number((slice.endpoints[index]?.nodeName ?? 'node-001').slice('node-'.length)) - 1;
-  const change = replaceEndpointIP(slice, index, podIP(node, 200 * 256 + k), ++cluster.lastResourceVersion);
-  cluster.slices[serviceIndex] = change.slice;
+  const change = changeClusterEndpoint(cluster, serviceIndex, k);
   fake.apply('endpointslices', asKubeObject(change.slice));
-  return `${svc.metadata!.namespace}/${svc.metadata!.name}`;
+  return change.serviceKey;
 }
 
 /**
@@ -95,13 +77,8 @@ function changeEndpoint(fake: FakeApiServer, cluster: SyntheticCluster, serviceI
  * transactions (a 10,000-service restore is not feasible in one with iptables-nft).
  */
 async function writeLikeKubeProxy(cluster: SyntheticCluster, netns: string, backend: Backend): Promise<void> {
-  const config = syntheticConfig(cluster);
-  const host = syntheticHost(cluster);
-  const nodeName = resolveNodeName(config, host);
-  const store = new ObjectStore(nodeName);
-  for (const event of clusterEvents(cluster)) store.apply(event);
-  const node = nodeInfoFrom(nodeName, store.node, { nodeIPs: host.nodeIPs });
-  const snapshot = new SnapshotBuilder('IPv4', topologyOptions(config)).build(store, node);
+  const { config, host, store, node, topology } = worldOf(cluster);
+  const snapshot = new SnapshotBuilder('IPv4', topology).build(store, node);
   const ctx = buildRenderContext(iptablesOptions(config, host), 'IPv4', node);
   const render = renderIptables(snapshot, ctx);
   const iptables = new Iptables(inNetns(new ExecaRunner(), netns), backend);

@@ -133,15 +133,39 @@ function kernelPlan(noKernel: boolean, backends: Backend[]): KernelPlan {
   return { backends: usable, notes };
 }
 
-function runKernelChild(
+/** A measuring child of one suite: its name in progress lines and messages, its flag, its empty row. */
+interface ScenarioChild<R> {
+  label: string;
+  flag: string;
+  notMeasured: (scenario: string, backend: Backend) => R;
+}
+
+const KERNEL_CHILD: ScenarioChild<KernelResult> = {
+  label: 'kernel',
+  flag: '--kernel-scenario',
+  notMeasured: (scenario, backend) => notMeasured(scenario, backend, 'not reached (time box)'),
+};
+
+const RUN_PATH_CHILD: ScenarioChild<RunPathResult> = {
+  label: 'run path',
+  flag: '--run-scenario',
+  notMeasured: runPathNotMeasured,
+};
+
+/**
+ * Runs one scenario of a kernel-backed suite in a child under the time box; a child stopped
+ * by the time box keeps the figures it reported before.
+ */
+function runScenarioChild<R>(
+  suite: ScenarioChild<R>,
   command: ChildCommand,
   scenario: string,
   backend: Backend,
   timeBoxS: number,
   messages: string[],
-): { result: KernelResult | null; failed: boolean; interrupted: boolean } {
-  process.stderr.write(`kernel ${scenario} ${backend} ...\n`);
-  const run = runChild<KernelResult>(command, ['--kernel-scenario', scenario, '--backend', backend], {
+): { result: R | null; failed: boolean; interrupted: boolean } {
+  process.stderr.write(`${suite.label} ${scenario} ${backend} ...\n`);
+  const run = runChild<R>(command, [suite.flag, scenario, '--backend', backend], {
     timeoutMs: timeBoxS * 1000,
     liveStderr: true,
   });
@@ -150,40 +174,15 @@ function runKernelChild(
   if (leftovers.length > 0) messages.push(`deleted namespaces the child left: ${leftovers.join(' ')}`);
   if (run.timedOut) {
     messages.push(
-      `TIME BOX ${scenario} ${backend}: stopped after ${timeBoxS} s (--kernel-time-box <seconds> changes it); ` +
+      `TIME BOX ${suite.label} ${scenario} ${backend}: stopped after ${timeBoxS} s (--kernel-time-box <seconds> changes it); ` +
         'figures measured before are kept, the rest shows as -',
     );
-    const result = run.result ?? notMeasured(scenario, backend, 'not reached (time box)');
-    return { result, failed: false, interrupted: false };
+    return { result: run.result ?? suite.notMeasured(scenario, backend), failed: false, interrupted: false };
   }
   if (!run.result && !run.interrupted) {
-    messages.push(`FAIL ${scenario} ${backend}: the kernel child produced no result (${run.describe})`);
-  }
-  return { result: run.result, failed: !run.ok, interrupted: run.interrupted };
-}
-
-function runRunPathChild(
-  command: ChildCommand,
-  scenario: string,
-  backend: Backend,
-  timeBoxS: number,
-  messages: string[],
-): { result: RunPathResult | null; failed: boolean; interrupted: boolean } {
-  process.stderr.write(`run path ${scenario} ${backend} ...\n`);
-  const run = runChild<RunPathResult>(command, ['--run-scenario', scenario, '--backend', backend], {
-    timeoutMs: timeBoxS * 1000,
-    liveStderr: true,
-  });
-  const leftovers = run.pid === undefined ? [] : sweepNamespaces(run.pid);
-  if (leftovers.length > 0) messages.push(`deleted namespaces the child left: ${leftovers.join(' ')}`);
-  if (run.timedOut) {
     messages.push(
-      `TIME BOX run ${scenario} ${backend}: stopped after ${timeBoxS} s; figures measured before are kept`,
+      `FAIL ${suite.label} ${scenario} ${backend}: the child produced no result (${run.describe})`,
     );
-    return { result: run.result ?? runPathNotMeasured(scenario, backend), failed: false, interrupted: false };
-  }
-  if (!run.result && !run.interrupted) {
-    messages.push(`FAIL run ${scenario} ${backend}: the child produced no result (${run.describe})`);
   }
   return { result: run.result, failed: !run.ok, interrupted: run.interrupted };
 }
@@ -296,14 +295,21 @@ function runChildren(
     }
     for (const backend of c.interrupted ? [] : backends) {
       if (o.suites.includes('kernel')) {
-        const k = runKernelChild(command, scenario, backend, o.timeBoxS, c.messages);
+        const k = runScenarioChild(KERNEL_CHILD, command, scenario, backend, o.timeBoxS, c.messages);
         if (k.result) c.kernel.push(k.result);
         c.failed ||= k.failed;
         c.interrupted = k.interrupted;
         if (c.interrupted) break;
       }
       if (o.suites.includes('run')) {
-        const r = runRunPathChild([...o.runNodeFlags, ...command], scenario, backend, o.timeBoxS, c.messages);
+        const r = runScenarioChild(
+          RUN_PATH_CHILD,
+          [...o.runNodeFlags, ...command],
+          scenario,
+          backend,
+          o.timeBoxS,
+          c.messages,
+        );
         if (r.result) c.runPath.push(r.result);
         c.failed ||= r.failed;
         c.interrupted = r.interrupted;

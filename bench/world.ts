@@ -10,7 +10,7 @@ import type { KubeProxyConfiguration } from '../src/config/kubeproxy.js';
 import { formatProblem } from '../src/errors.js';
 import type { TopologyOptions } from '../src/model/categorize.js';
 import { nodeInfoFrom } from '../src/model/snapshot.js';
-import { ObjectStore } from '../src/model/store.js';
+import { type ObjectEvent, ObjectStore } from '../src/model/store.js';
 import type { NodeInfo } from '../src/model/types.js';
 import { resolveNodeName, topologyOptions } from '../src/sync/wiring.js';
 import { type EndpointChange, firstReadyEndpoint, replaceEndpointIP } from './endpoint-change.js';
@@ -53,7 +53,14 @@ export function buildWorld(
   const cluster = syntheticCluster({ ...shape, ...parseScenarioName(name) });
   const events = clusterEvents(cluster);
   const generateMs = performance.now() - g0;
+  return { ...worldOf(cluster, events), generateMs };
+}
 
+/** What the proxy makes of `cluster`: its configuration and host facts, its objects in a store. */
+export function worldOf(
+  cluster: SyntheticCluster,
+  events: Iterable<ObjectEvent> = clusterEvents(cluster),
+): Omit<World, 'generateMs'> {
   const config = syntheticConfig(cluster);
   const host = syntheticHost(cluster);
   const nodeName = resolveNodeName(config, host);
@@ -69,7 +76,6 @@ export function buildWorld(
     store,
     node: nodeInfoFrom(nodeName, store.node, { nodeIPs: host.nodeIPs }),
     topology: topologyOptions(config),
-    generateMs,
     storeBuildMs,
     problems: store.currentProblems().map((p) => `store: ${formatProblem(p)}`),
   };
@@ -108,21 +114,16 @@ function nodeIndexOf(slice: V1EndpointSlice, index: number): number {
   return Number(name.slice('node-'.length)) - 1;
 }
 
-export interface AppliedChange extends EndpointChange {
-  serviceKey: string;
-  /** a message when the store did not report exactly this service as changed */
-  problem?: string;
-}
-
 /**
- * Replaces the first ready endpoint of service `serviceIndex` with a new pod on the same
- * node (the k-th change gets an address from a range the generator never uses) and
- * delivers the updated slice to the store.
+ * Replaces the first ready endpoint of service `serviceIndex` in `cluster` with a new pod on
+ * the same node; the k-th change gets an address from a range the generator never uses.
  */
-export function changeOneEndpoint(world: World, serviceIndex: number, k: number): AppliedChange {
-  const { cluster } = world;
+export function changeClusterEndpoint(
+  cluster: SyntheticCluster,
+  serviceIndex: number,
+  k: number,
+): EndpointChange & { serviceKey: string } {
   const svc = cluster.services[serviceIndex]!;
-  const serviceKey = `${svc.metadata!.namespace}/${svc.metadata!.name}`;
   const slice = cluster.slices[serviceIndex]!;
   const index = firstReadyEndpoint(slice);
   const change = replaceEndpointIP(
@@ -132,13 +133,21 @@ export function changeOneEndpoint(world: World, serviceIndex: number, k: number)
     ++cluster.lastResourceVersion,
   );
   cluster.slices[serviceIndex] = change.slice;
+  return { ...change, serviceKey: `${svc.metadata!.namespace}/${svc.metadata!.name}` };
+}
+
+export interface AppliedChange extends EndpointChange {
+  serviceKey: string;
+  /** a message when the store did not report exactly this service as changed */
+  problem?: string;
+}
+
+/** changeClusterEndpoint, and the updated slice delivered to the world's store. */
+export function changeOneEndpoint(world: World, serviceIndex: number, k: number): AppliedChange {
+  const change = changeClusterEndpoint(world.cluster, serviceIndex, k);
   const applied = world.store.apply({ type: 'update', kind: 'EndpointSlice', object: change.slice });
   const reported = applied.changedServices.join(', ');
-  return reported === serviceKey
-    ? { ...change, serviceKey }
-    : {
-        ...change,
-        serviceKey,
-        problem: `${serviceKey}: store.apply reported changed services [${reported}]`,
-      };
+  return reported === change.serviceKey
+    ? change
+    : { ...change, problem: `${change.serviceKey}: store.apply reported changed services [${reported}]` };
 }

@@ -221,13 +221,7 @@ export class Conntrack implements ConntrackTable {
     const count = parseDeletedCount(r.stderr);
     if (r.exitCode === 1 && count === 0) return 0;
     if (r.exitCode !== 0) {
-      throw new CommandError(
-        CONNTRACK_BINARY,
-        args,
-        r,
-        'exit',
-        `exit code ${r.exitCode}: ${r.stderr.trim()}`,
-      );
+      throw CommandError.exit(CONNTRACK_BINARY, args, r);
     }
     // Each deleted entry is also printed on stdout.
     return count ?? r.stdout.split('\n').filter((l) => l.trim() !== '').length;

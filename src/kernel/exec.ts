@@ -44,6 +44,31 @@ export class CommandError extends Error {
   ) {
     super(`${formatCommand(command, args)}: ${detail}`);
   }
+
+  /** A command that exited non-zero: its exit code and what it said on stderr. */
+  static exit(command: string, args: readonly string[], result: RunResult): CommandError {
+    return new CommandError(
+      command,
+      args,
+      result,
+      'exit',
+      `exit code ${result.exitCode}: ${result.stderr.trim()}`,
+    );
+  }
+}
+
+/**
+ * What every runner does with a finished command: the result, or, with `reject` (the
+ * default), a CommandError when the command exited non-zero.
+ */
+export function honourReject(
+  cmd: string,
+  args: readonly string[],
+  result: RunResult,
+  options: RunOptions,
+): RunResult {
+  if (result.exitCode !== 0 && options.reject !== false) throw CommandError.exit(cmd, args, result);
+  return result;
 }
 
 /** For messages only: the command as a human would type it. */
@@ -112,10 +137,7 @@ export class ExecaRunner implements CommandRunner {
       // Not started (ENOENT) or killed by a signal.
       throw new CommandError(cmd, args, out, 'spawn', result.shortMessage ?? 'could not run');
     }
-    if (result.exitCode !== 0 && options.reject !== false) {
-      throw new CommandError(cmd, args, out, 'exit', `exit code ${result.exitCode}: ${out.stderr.trim()}`);
-    }
-    return out;
+    return honourReject(cmd, args, out, options);
   }
 }
 
@@ -191,17 +213,7 @@ export class RecordingRunner implements CommandRunner {
       answer = responder(call);
       if (answer) break;
     }
-    const result: RunResult = { stdout: '', stderr: '', exitCode: 0, ...answer };
-    if (result.exitCode !== 0 && options.reject !== false) {
-      throw new CommandError(
-        cmd,
-        args,
-        result,
-        'exit',
-        `exit code ${result.exitCode}: ${result.stderr.trim()}`,
-      );
-    }
-    return result;
+    return honourReject(cmd, args, { stdout: '', stderr: '', exitCode: 0, ...answer }, options);
   }
 
   /** The calls as command lines, for compact assertions. */

@@ -3,7 +3,7 @@
  */
 import type { IPFamily } from '../model/ip.js';
 import { type Backend, iptablesBinary } from './backend.js';
-import { CommandError, type CommandRunner, inputText } from './exec.js';
+import { CommandError, type CommandRunner, inputText, type RunResult } from './exec.js';
 
 /** kube-proxy's default lock-wait flags for iptables 1.8.8+ (see `waitFlags`). */
 const DEFAULT_WAIT_FLAGS = ['-w', '5'];
@@ -196,8 +196,7 @@ export class Iptables {
     return false;
   }
 
-  private failure(family: IPFamily, args: string[], r: { stdout: string; stderr: string; exitCode: number }) {
-    const cmd = this.binary(family, 'iptables');
-    return new CommandError(cmd, args, r, 'exit', `exit code ${r.exitCode}: ${r.stderr.trim()}`);
+  private failure(family: IPFamily, args: string[], r: RunResult) {
+    return CommandError.exit(this.binary(family, 'iptables'), args, r);
   }
 }

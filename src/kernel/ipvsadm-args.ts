@@ -314,7 +314,8 @@ function commandOf(entry: Partial<IpvsadmEntry>, name: IpvsadmCommandName): void
   entry.command = name;
 }
 
-const NEEDS_SERVICE = new Set<IpvsadmCommandName>([
+/** The commands that change one virtual server or its real servers: all need a service address. */
+export const SERVICE_COMMANDS: ReadonlySet<IpvsadmCommandName> = new Set<IpvsadmCommandName>([
   'add-service',
   'edit-service',
   'delete-service',
@@ -330,7 +331,7 @@ const SERVER_OPTIONS = new Set<IpvsadmCommandName>(['add-server', 'edit-server']
 function checkLegal(entry: IpvsadmEntry, seen: Set<string>): void {
   const cmd = entry.command;
   const illegal = (option: string) => fail(`Illegal '${option}' option with the '${cmd}' command`);
-  if (NEEDS_SERVICE.has(cmd) && !entry.service) {
+  if (SERVICE_COMMANDS.has(cmd) && !entry.service) {
     fail(`You need to supply the 'service-address' option for the '${cmd}' command`);
   }
   if (NEEDS_SERVER.has(cmd) && !entry.server) {

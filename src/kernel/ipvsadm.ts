@@ -13,7 +13,12 @@
  */
 import type { VirtualServer } from '../backends/ipvs/state.js';
 import { CommandError, type CommandRunner } from './exec.js';
-import { type IpvsadmCommandName, IpvsadmParseError, parseIpvsadmLine } from './ipvsadm-args.js';
+import {
+  type IpvsadmCommandName,
+  IpvsadmParseError,
+  parseIpvsadmLine,
+  SERVICE_COMMANDS,
+} from './ipvsadm-args.js';
 import {
   type IpvsTable,
   type KernelVirtualServer,
@@ -26,14 +31,8 @@ export const IPVSADM_BINARY = 'ipvsadm';
 const READ_TIMEOUT_MS = 5 * 60_000;
 const RESTORE_TIMEOUT_MS = 10 * 60_000;
 
-const BATCH_COMMANDS = new Set<IpvsadmCommandName>([
-  'add-service',
-  'edit-service',
-  'delete-service',
-  'add-server',
-  'edit-server',
-  'delete-server',
-]);
+/** A batch only changes single virtual servers: never `-C`, `-Z` or `--set`. */
+const BATCH_COMMANDS = SERVICE_COMMANDS;
 
 export interface IpvsTimeouts {
   tcp: number;
@@ -144,7 +143,7 @@ export class Ipvsadm implements IpvsadmTool {
     const r = await this.runner.run(IPVSADM_BINARY, args, { reject: false, timeoutMs: READ_TIMEOUT_MS });
     if (r.exitCode !== 0) {
       if (/Can't initialize ipvs/.test(r.stderr)) throw new IpvsUnavailableError(r.stderr.trim());
-      throw new CommandError(IPVSADM_BINARY, args, r, 'exit', `exit code ${r.exitCode}: ${r.stderr.trim()}`);
+      throw CommandError.exit(IPVSADM_BINARY, args, r);
     }
     return r.stdout;
   }
@@ -163,7 +162,7 @@ export class Ipvsadm implements IpvsadmTool {
     if (r.exitCode !== 0) {
       if (/No such service/.test(r.stderr)) return null;
       if (/Can't initialize ipvs/.test(r.stderr)) throw new IpvsUnavailableError(r.stderr.trim());
-      throw new CommandError(IPVSADM_BINARY, args, r, 'exit', `exit code ${r.exitCode}: ${r.stderr.trim()}`);
+      throw CommandError.exit(IPVSADM_BINARY, args, r);
     }
     const table = parseIpvsadmList(r.stdout);
     return (

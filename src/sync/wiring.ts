@@ -15,11 +15,11 @@ export function resolveNodeName(config: KubeProxyConfiguration, host: HostFacts)
   return name.trim().toLowerCase();
 }
 
-export function iptablesOptions(config: KubeProxyConfiguration, host: HostFacts): IptablesOptions {
+/** What both modes take alike: masquerading, local-traffic detection, NodePort addresses, the host's interfaces. */
+function sharedOptions(config: KubeProxyConfiguration, host: HostFacts) {
   return {
     masqueradeAll: config.iptables.masqueradeAll,
     masqueradeBit: config.iptables.masqueradeBit,
-    localhostNodePorts: config.iptables.localhostNodePorts,
     detectLocalMode: config.detectLocalMode,
     clusterCIDR: config.clusterCIDR,
     bridgeInterface: config.detectLocal.bridgeInterface,
@@ -27,6 +27,13 @@ export function iptablesOptions(config: KubeProxyConfiguration, host: HostFacts)
     nodePortAddresses: config.nodePortAddresses,
     interfaces: host.interfaces,
     randomFully: host.iptables.randomFully,
+  };
+}
+
+export function iptablesOptions(config: KubeProxyConfiguration, host: HostFacts): IptablesOptions {
+  return {
+    ...sharedOptions(config, host),
+    localhostNodePorts: config.iptables.localhostNodePorts,
     nfacct: host.iptables.nfacct,
     tcpBeLiberal: host.conntrack.tcpBeLiberal || config.conntrack.tcpBeLiberal,
   };
@@ -35,16 +42,8 @@ export function iptablesOptions(config: KubeProxyConfiguration, host: HostFacts)
 /** What IPVS mode takes from the configuration and the host facts (the ipvs block and the shared fields). */
 export function ipvsOptions(config: KubeProxyConfiguration, host: HostFacts): IpvsOptions {
   return {
+    ...sharedOptions(config, host),
     scheduler: config.ipvs.scheduler,
-    masqueradeAll: config.iptables.masqueradeAll,
-    masqueradeBit: config.iptables.masqueradeBit,
-    detectLocalMode: config.detectLocalMode,
-    clusterCIDR: config.clusterCIDR,
-    bridgeInterface: config.detectLocal.bridgeInterface,
-    interfaceNamePrefix: config.detectLocal.interfaceNamePrefix,
-    nodePortAddresses: config.nodePortAddresses,
-    interfaces: host.interfaces,
-    randomFully: host.iptables.randomFully,
     excludeCIDRs: config.ipvs.excludeCIDRs,
     strictARP: config.ipvs.strictARP,
     tcpTimeoutMs: config.ipvs.tcpTimeoutMs,

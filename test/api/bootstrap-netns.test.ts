@@ -21,7 +21,16 @@ import { afterEach, expect, it } from 'vitest';
 import { serviceChains } from '../../src/backends/iptables/chain-names.js';
 import { EXTERNAL_IPV4, Topology } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
-import { type Run, startCli, syncedLogs, waitFor } from '../support/cli.js';
+import {
+  killRuns,
+  logRecords,
+  NO_SERVERS,
+  type Run,
+  startCli,
+  syncedLogs,
+  terminate,
+  waitForRun,
+} from '../support/cli.js';
 import type { KubeObject, Resource } from './fake-apiserver.js';
 import { node, service, slice } from './harness.js';
 
@@ -55,15 +64,10 @@ const WITH_SERVICE_ACCOUNT = [
 
 let topology: Topology | null = null;
 let api: ResultPromise | null = null;
-let running: Run | null = null;
 let dir: string | null = null;
 
 afterEach(async () => {
-  if (running && running.child.exitCode === null) {
-    running.child.kill('SIGKILL');
-    await running.exit;
-  }
-  running = null;
+  await killRuns();
   if (api) {
     api.kill('SIGTERM');
     await api.catch(() => undefined);
@@ -168,19 +172,7 @@ function startNodeProxy(topo: Topology, config: string, saDir: string, apiEnv: R
     Object.entries(process.env).filter(([k]) => !k.startsWith('KUBERNETES_')),
   );
   return startCli(
-    [
-      'run',
-      '--config',
-      config,
-      '--hostname-override',
-      'node-1',
-      '--family',
-      'ipv4',
-      '--healthz-bind-address',
-      '',
-      '--metrics-bind-address',
-      '',
-    ],
+    ['run', '--config', config, '--hostname-override', 'node-1', '--family', 'ipv4', ...NO_SERVERS],
     {
       prefix: [
         'ip',
@@ -212,14 +204,6 @@ async function natRules(topo: Topology): Promise<string> {
   return saves.map((s) => s.stdout).join('\n');
 }
 
-function logRecords(run: Run): { level: number; msg: string; [key: string]: unknown }[] {
-  return run
-    .stderr()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { level: number; msg: string });
-}
-
 /** Connects from the node namespace; resolves 'connected' or the error code. */
 async function connectFromNode(topo: Topology, host: string, port: number): Promise<string> {
   const script = `const s=require('net').connect(${port},'${host}');s.setTimeout(3000,()=>{console.log('timeout');process.exit(0)});s.on('connect',()=>{console.log('connected');process.exit(0)});s.on('error',(e)=>{console.log(e.code);process.exit(0)})`;
@@ -235,24 +219,18 @@ describeKernel('a node with empty tables reaching the API server', () => {
     expect(await natRules(topo)).not.toContain('KUBE-SERVICES');
     expect(await connectFromNode(topo, CLUSTER_IP, 443)).not.toBe('connected');
 
-    running = startNodeProxy(topo, config, saDir, {
+    const run = startNodeProxy(topo, config, saDir, {
       KUBERNETES_SERVICE_HOST: CONTROL_PLANE,
       KUBERNETES_SERVICE_PORT: String(API_PORT),
     });
-    const run = running;
-    await waitFor(
-      () => syncedLogs(run.stderr()).length >= 1 || run.child.exitCode !== null,
-      'the first sync',
-      60_000,
-    );
-    expect(run.child.exitCode, run.stderr()).toBeNull();
-    expect(logRecords(run)).toContainEqual(
+    await waitForRun(run, () => syncedLogs(run.stderr()).length >= 1, 'the first sync', 60_000);
+    expect(logRecords(run.stderr())).toContainEqual(
       expect.objectContaining({
         msg: 'watching the API server',
         server: `https://${CONTROL_PLANE}:${API_PORT}`,
       }),
     );
-    expect(logRecords(run).filter((r) => r.level >= 50)).toEqual([]);
+    expect(logRecords(run.stderr()).filter((r) => r.level >= 50)).toEqual([]);
 
     const rules = await natRules(topo);
     const web = serviceChains('default/web:http', 'TCP').svc;
@@ -263,8 +241,7 @@ describeKernel('a node with empty tables reaching the API server', () => {
     // The node's own rules now lead the ClusterIP to the control plane as well.
     expect(await connectFromNode(topo, CLUSTER_IP, 443)).toBe('connected');
 
-    run.child.kill('SIGTERM');
-    expect(await run.exit).toEqual({ code: 0, signal: null });
+    expect(await terminate(run)).toEqual({ code: 0, signal: null });
   });
 
   it("(b) with the kubernetes Service's ClusterIP and no rules, it says once which chart value to set, and keeps retrying", async () => {
@@ -273,11 +250,9 @@ describeKernel('a node with empty tables reaching the API server', () => {
     const { workDir, config, saDir } = await prepare();
     await startControlPlane(topo, workDir);
 
-    running = startNodeProxy(topo, config, saDir, {}); // kubelet's KUBERNETES_SERVICE_HOST: the ClusterIP
-    const run = running;
-    const errors = () => logRecords(run).filter((r) => r.level >= 50);
-    await waitFor(() => errors().length >= 1 || run.child.exitCode !== null, 'the ClusterIP error', 60_000);
-    expect(run.child.exitCode, run.stderr()).toBeNull();
+    const run = startNodeProxy(topo, config, saDir, {}); // kubelet's KUBERNETES_SERVICE_HOST: the ClusterIP
+    const errors = () => logRecords(run.stderr()).filter((r) => r.level >= 50);
+    await waitForRun(run, () => errors().length >= 1, 'the ClusterIP error', 60_000);
     const [error] = errors();
     expect(error).toMatchObject({ address: CLUSTER_IP, chartValue: 'apiServer.host' });
     expect(error?.msg).toMatch(
@@ -290,7 +265,6 @@ describeKernel('a node with empty tables reaching the API server', () => {
     expect(syncedLogs(run.stderr())).toEqual([]);
     expect(await natRules(topo)).not.toContain('KUBE-SVC-');
 
-    run.child.kill('SIGTERM');
-    expect(await run.exit).toEqual({ code: 0, signal: null });
+    expect(await terminate(run)).toEqual({ code: 0, signal: null });
   });
 });

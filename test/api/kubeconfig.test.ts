@@ -5,6 +5,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import type { KubeProxyConfiguration } from '../../src/config/kubeproxy.js';
 import { InputError } from '../../src/errors.js';
@@ -34,46 +35,52 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+/**
+ * A cluster source with `kubeConfig` syncs `fake`'s one Service (default/web) and keeps its
+ * three watches open, every request authenticated (the double answers 401 otherwise); then
+ * the source and the double are stopped.
+ */
+async function expectSyncsThrough(fake: FakeApiServer, kubeConfig: KubeConfig, what: string): Promise<void> {
+  const source = new ClusterSource({
+    nodeName: NODE_NAME,
+    log: captureLogger().log,
+    kubeConfig,
+    timing: FAST_TIMING,
+  });
+  const store = new ObjectStore(NODE_NAME);
+  let synced = false;
+  try {
+    await source.start(
+      (e) => store.apply(e),
+      () => {
+        synced = true;
+      },
+    );
+    await waitFor(() => synced && fake.openWatches === 3, what);
+    expect(store.serviceKeys()).toEqual(['default/web']);
+    expect(fake.requests.every((r) => r.status === 200)).toBe(true);
+  } finally {
+    await source.stop();
+    await fake.close();
+  }
+}
+
 describe('a kubeconfig file', () => {
   test('from --kubeconfig drives the cluster source, token and all', async () => {
     const fake = await FakeApiServer.start({ token: 'sekret', bookmarkIntervalMs: 50 });
-    const source = (() => {
-      const file = join(tempDir(), 'kubeconfig');
-      writeFileSync(file, fake.kubeConfigYaml());
-      // The configuration's path is overridden by the flag.
-      const loaded = loadKubeConfig({
-        kubeconfigFlag: file,
-        clientConnection: { ...DEFAULTS, kubeconfig: '/nonexistent/kubeconfig' },
-      });
-      expect(loaded.origin).toBe(file);
-      expect(loaded.server).toBe(fake.url);
-      expect(loaded.notices).toEqual([]);
-      return new ClusterSource({
-        nodeName: NODE_NAME,
-        log: captureLogger().log,
-        kubeConfig: loaded.kubeConfig,
-        timing: FAST_TIMING,
-      });
-    })();
+    const file = join(tempDir(), 'kubeconfig');
+    writeFileSync(file, fake.kubeConfigYaml());
+    // The configuration's path is overridden by the flag.
+    const loaded = loadKubeConfig({
+      kubeconfigFlag: file,
+      clientConnection: { ...DEFAULTS, kubeconfig: '/nonexistent/kubeconfig' },
+    });
+    expect(loaded.origin).toBe(file);
+    expect(loaded.server).toBe(fake.url);
+    expect(loaded.notices).toEqual([]);
     fake.apply('services', service('web', '10.96.0.10'));
     fake.apply('nodes', node(NODE_NAME));
-    const store = new ObjectStore(NODE_NAME);
-    let synced = false;
-    try {
-      await source.start(
-        (e) => store.apply(e),
-        () => {
-          synced = true;
-        },
-      );
-      await waitFor(() => synced && fake.openWatches === 3, 'synced with open watches');
-      expect(store.serviceKeys()).toEqual(['default/web']);
-      // Lists and watches both authenticated (the double answers 401 otherwise).
-      expect(fake.requests.every((r) => r.status === 200)).toBe(true);
-    } finally {
-      await source.stop();
-      await fake.close();
-    }
+    await expectSyncsThrough(fake, loaded.kubeConfig, 'synced with open watches');
   });
 
   test('over TLS, lists and watches trust the kubeconfig CA; a server it does not trust is retried, never used', async () => {
@@ -179,28 +186,7 @@ describe('a kubeconfig file', () => {
       name: 'tokenFile',
       config: { tokenFile: join(dir, 'serviceaccount', 'token') },
     });
-    const source = new ClusterSource({
-      nodeName: NODE_NAME,
-      log: captureLogger().log,
-      kubeConfig,
-      timing: FAST_TIMING,
-    });
-    const store = new ObjectStore(NODE_NAME);
-    let synced = false;
-    try {
-      await source.start(
-        (e) => store.apply(e),
-        () => {
-          synced = true;
-        },
-      );
-      await waitFor(() => synced && fake.openWatches === 3, 'synced with the token from tokenFile');
-      expect(store.serviceKeys()).toEqual(['default/web']);
-      expect(fake.requests.every((r) => r.status === 200)).toBe(true);
-    } finally {
-      await source.stop();
-      await fake.close();
-    }
+    await expectSyncsThrough(fake, kubeConfig, 'synced with the token from tokenFile');
   });
 
   test('a rejected token: 401s are retried with backoff and nothing is emitted', async () => {

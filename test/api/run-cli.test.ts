@@ -3,59 +3,18 @@
  * double. The example cluster served by the API must give exactly the example's golden
  * rules; a node topology label change forces a full sync, an endpoint change a partial one.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { serviceChains } from '../../src/backends/iptables/chain-names.js';
-import { parseYamlDocuments } from '../../src/config/yaml.js';
-import { blocks, listeningAddress, ROOT, type Run, startCli, syncedLogs, waitFor } from '../support/cli.js';
-import { FakeApiServer, type KubeObject } from './fake-apiserver.js';
+import { blocks, listeningAddress, terminate, waitFor } from '../support/cli.js';
+import { EXAMPLE, exampleApiPerTest, startDryRunAgainst } from './example-run.js';
 
-const EXAMPLE = join(ROOT, 'fixtures/example');
-const RESOURCE = { Service: 'services', EndpointSlice: 'endpointslices', Node: 'nodes' } as const;
-
-let running: Run | null = null;
-let api: FakeApiServer | null = null;
-let dir: string | null = null;
-afterEach(async () => {
-  if (running && running.child.exitCode === null) running.child.kill('SIGKILL');
-  running = null;
-  await api?.close();
-  api = null;
-  if (dir) await rm(dir, { recursive: true, force: true });
-  dir = null;
-});
+const serveExample = exampleApiPerTest('sb-run-api-');
 
 it('syncs the cluster from the API server, follows node and endpoint changes, and stops on SIGTERM', async () => {
-  api = await FakeApiServer.start();
-  const objects = parseYamlDocuments(
-    await readFile(join(EXAMPLE, 'cluster.yaml'), 'utf8'),
-    'cluster.yaml',
-  ) as (KubeObject & {
-    kind: keyof typeof RESOURCE;
-  })[];
-  for (const o of objects) api.apply(RESOURCE[o.kind], o);
-  dir = await mkdtemp(join(tmpdir(), 'sb-run-api-'));
-  const kubeconfig = join(dir, 'kubeconfig');
-  await writeFile(kubeconfig, api.kubeConfigYaml());
-
-  running = startCli([
-    'run',
-    '--dry-run',
-    '--kubeconfig',
-    kubeconfig,
-    '--config',
-    join(EXAMPLE, 'config.yaml'),
-    '--family',
-    'ipv4',
-    '--healthz-bind-address',
-    '127.0.0.1:0',
-    '--metrics-bind-address',
-    '127.0.0.1:0',
-  ]);
-  const run = running;
-  await waitFor(() => syncedLogs(run.stderr()).length === 1, 'the first sync');
+  const { api, objects, dir } = await serveExample();
+  const run = await startDryRunAgainst(api, dir);
   const golden = await readFile(join(EXAMPLE, 'iptables.rules'), 'utf8');
   expect(blocks(run.stdout()).get('# sync 1 full IPv4')).toBe(golden);
 
@@ -93,6 +52,5 @@ it('syncs the cluster from the API server, follows node and endpoint changes, an
   const healthz = await fetch(`http://${listeningAddress(run.stderr(), 'healthz')}/healthz`);
   expect(healthz.status).toBe(200);
 
-  run.child.kill('SIGTERM');
-  expect(await run.exit).toEqual({ code: 0, signal: null });
+  expect(await terminate(run)).toEqual({ code: 0, signal: null });
 });

@@ -15,7 +15,6 @@
  * "Writes nothing" is counted on what reaches the tools: restore inputs and iptables
  * commands other than the read (iptables-save) and the canary checks.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
@@ -31,21 +30,12 @@ import type { Snapshot } from '../../src/model/types.js';
 import { iptablesOptions, resolveNodeName, topologyOptions } from '../../src/sync/wiring.js';
 import { listScenarios, RULE_FILES, type Scenario, scenarioInputs } from '../golden/scenario.js';
 import { withScratchNetns } from '../kernel/netns.js';
+import { nfacctCounters, nfacctTool } from '../kernel/nfacct.js';
 import { describeKernel } from '../kernel/require-root.js';
 import { richCluster, silentLogger, testOptions } from './cluster-sim.js';
 import { kubeState, TapRunner } from './kernel-state.js';
 
 const BACKENDS: Backend[] = ['nft', 'legacy'];
-const NFACCT = / -m nfacct --nfacct-name (\S+)/g;
-
-function hasNfacctTool(): boolean {
-  try {
-    execFileSync('nfacct', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Restore inputs, and iptables commands that change something (not -L/-C/-S, not the save). */
 function writes(tap: TapRunner): string[] {
@@ -207,7 +197,6 @@ describeKernel('a full sync over rules the kernel already holds', () => {
 });
 
 describeKernel('taking over from kube-proxy: over every golden rule file, nothing is written', () => {
-  const nfacctTool = hasNfacctTool();
   for (const scenario of listScenarios()) {
     const inputs = scenarioInputs(scenario);
     // A partial render is not the whole of what kube-proxy leaves.
@@ -215,7 +204,7 @@ describeKernel('taking over from kube-proxy: over every golden rule file, nothin
     for (const family of scenario.families) {
       for (const backend of BACKENDS) {
         const { snapshot, options, rules } = goldenCase(scenario, family);
-        const counters = [...new Set([...rules.matchAll(NFACCT)].map((m) => m[1]!))];
+        const counters = nfacctCounters(rules);
         it.skipIf(counters.length > 0 && !nfacctTool)(`${scenario.name} ${family} ${backend}`, async () => {
           await withScratchNetns(async ({ runner }) => {
             for (const c of counters) await runner.run('nfacct', ['add', c]);

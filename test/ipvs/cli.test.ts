@@ -12,7 +12,7 @@ import { neutralHostFacts } from '../../src/config/host.js';
 import { loadKubeProxyConfiguration } from '../../src/config/kubeproxy.js';
 import { readManifests } from '../../src/sources/manifests.js';
 import { renderIpvsOnce } from '../../src/sync/render-once.js';
-import { blocks, ROOT, startCli } from '../support/cli.js';
+import { blocks, logRecords, ROOT, startCli } from '../support/cli.js';
 
 const EXAMPLE = join(ROOT, 'fixtures/example');
 const FROM = ['--from', join(EXAMPLE, 'cluster.yaml')];
@@ -71,11 +71,7 @@ describe('switchboard render --mode ipvs', () => {
     const r = runs.full!;
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(formatIpvsState(await expectedState()));
-    const log = r.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .find((l) => l.msg === 'rendered');
+    const log = logRecords(r.stderr).find((l) => l.msg === 'rendered');
     expect(log).toMatchObject({ mode: 'ipvs', family: 'IPv4', virtualServers: 15 });
   });
 

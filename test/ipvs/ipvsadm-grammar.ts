@@ -10,6 +10,7 @@
  * `ipvsadm -R` check runs later in a VM; this parser makes the same syntax decisions
  * ipvsadm makes (unknown option, missing argument, bad address, duplicate option).
  */
+import { KERNEL_SCHEDULERS } from '../../src/kernel/fakes/ipvsadm.js';
 import { parseIP } from '../../src/model/ip.js';
 
 export interface ParsedRealServer {
@@ -31,22 +32,7 @@ export interface ParsedVirtualServer {
 
 export class IpvsadmParseError extends Error {}
 
-const SCHEDULERS = new Set([
-  'rr',
-  'wrr',
-  'lc',
-  'wlc',
-  'lblc',
-  'lblcr',
-  'dh',
-  'sh',
-  'sed',
-  'nq',
-  'mh',
-  'fo',
-  'ovf',
-  'twos',
-]);
+const SCHEDULERS = new Set<string>(KERNEL_SCHEDULERS);
 const FLAGS = new Set(['sh-fallback', 'sh-port', 'mh-fallback', 'mh-port', 'flag-1', 'flag-2', 'flag-3']);
 const SERVICE_OPTIONS: Record<string, ParsedVirtualServer['protocol']> = {
   '-t': 'TCP',

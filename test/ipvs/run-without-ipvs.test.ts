@@ -9,20 +9,15 @@ import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { createScratchNetns, type ScratchNetns } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
-import { ROOT, type Run, startCli } from '../support/cli.js';
+import { killRuns, ROOT, startCli } from '../support/cli.js';
 
 const EXAMPLE = join(ROOT, 'fixtures/example');
 const ESTABLISHED = '/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established';
 
 let scratch: ScratchNetns | null = null;
-let running: Run | null = null;
 
 afterEach(async () => {
-  if (running && running.child.exitCode === null) {
-    running.child.kill('SIGKILL');
-    await running.exit;
-  }
-  running = null;
+  await killRuns();
   await scratch?.teardown();
   scratch = null;
 });
@@ -31,7 +26,7 @@ describeKernel('run in IPVS mode without ip_vs', () => {
   it('exits 1 naming what is missing, and leaves the node untouched', async () => {
     scratch = await createScratchNetns();
     const before = (await scratch.runner.run('cat', [ESTABLISHED])).stdout;
-    running = startCli(
+    const running = startCli(
       [
         'run',
         '--once',

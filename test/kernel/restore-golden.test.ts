@@ -12,7 +12,6 @@
  *    matches removed must apply. When the `nfacct` tool is installed the counters are
  *    created and the input must apply as it is.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +20,7 @@ import type { Backend } from '../../src/kernel/backend.js';
 import { Iptables, listChains, RestoreError } from '../../src/kernel/iptables.js';
 import type { IPFamily } from '../../src/model/ip.js';
 import { type ScratchNetns, withScratchNetns } from './netns.js';
+import { nfacctCounters, nfacctTool, withoutNfacct } from './nfacct.js';
 import { describeKernel } from './require-root.js';
 
 const FIXTURES = fileURLToPath(new URL('../../fixtures', import.meta.url));
@@ -46,15 +46,6 @@ function ruleFiles(): RuleFile[] {
     }
   }
   return files;
-}
-
-function hasNfacctTool(): boolean {
-  try {
-    execFileSync('nfacct', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /* Pure helpers over restore input. */
@@ -97,16 +88,6 @@ function tableEndingAt(text: string, commitLine: number): string[] {
   return lines.slice(start);
 }
 
-const NFACCT_MATCH = / -m nfacct --nfacct-name (\S+)/g;
-
-function nfacctCounters(text: string): string[] {
-  return [...new Set([...text.matchAll(NFACCT_MATCH)].map((m) => m[1]!))].sort();
-}
-
-function withoutNfacct(text: string): string {
-  return text.replace(NFACCT_MATCH, '');
-}
-
 /** Chains a partial sync jumps to without declaring them: they exist in the kernel already. */
 function preexistingChains(text: string): string {
   let out = '';
@@ -133,7 +114,6 @@ async function applyAndReadBack(iptables: Iptables, family: IPFamily, input: str
 }
 
 const files = ruleFiles();
-const nfacctTool = hasNfacctTool();
 
 describeKernel('golden rule files are accepted by the kernel', () => {
   if (files.length === 0) {

@@ -11,7 +11,17 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { listeningAddress, ROOT, type Run, startCli, syncedLogs, waitFor } from '../support/cli.js';
+import {
+  killRuns,
+  LOOPBACK_SERVERS,
+  listeningAddress,
+  logRecords,
+  NO_SERVERS,
+  ROOT,
+  type Run,
+  startSynced,
+  terminate,
+} from '../support/cli.js';
 import { createScratchNetns, type ScratchNetns } from './netns.js';
 import { describeKernel } from './require-root.js';
 
@@ -27,15 +37,10 @@ const canLowerOomScore = (effectiveCaps & (1n << 24n)) !== 0n;
 const ownOomScoreAdj = readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
 
 let scratch: ScratchNetns | null = null;
-let running: Run | null = null;
 let dir: string | null = null;
 
 afterEach(async () => {
-  if (running && running.child.exitCode === null) {
-    running.child.kill('SIGKILL');
-    await running.exit;
-  }
-  running = null;
+  await killRuns();
   await scratch?.teardown();
   scratch = null;
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -44,6 +49,37 @@ afterEach(async () => {
 
 async function readIn(ns: ScratchNetns, path: string): Promise<string> {
   return (await ns.runner.run('cat', [path])).stdout.trim();
+}
+
+/**
+ * `switchboard run` (real iptables) from the example cluster in `ns`, IPv4, with a
+ * configuration of `lines` written into a new directory; resolves after its first sync.
+ */
+async function startRunIn(
+  ns: ScratchNetns,
+  dirPrefix: string,
+  servers: readonly string[],
+  lines: readonly string[],
+): Promise<Run> {
+  dir = await mkdtemp(join(tmpdir(), dirPrefix));
+  const config = join(dir, 'config.yaml');
+  await writeFile(
+    config,
+    ['apiVersion: kubeproxy.config.k8s.io/v1alpha1', 'kind: KubeProxyConfiguration', ...lines, ''].join('\n'),
+  );
+  return startSynced(
+    [
+      'run',
+      '--from',
+      join(ROOT, 'fixtures/example/cluster.yaml'),
+      '--config',
+      config,
+      '--family',
+      'ipv4',
+      ...servers,
+    ],
+    { prefix: ['ip', 'netns', 'exec', ns.ns] },
+  );
 }
 
 describeKernel('run applies the node settings at start', () => {
@@ -55,42 +91,12 @@ describeKernel('run applies the node settings at start', () => {
     expect(await readIn(ns, CLOSE_WAIT)).toBe('60');
     const hostMax = await readFile(MAX, 'utf8');
 
-    dir = await mkdtemp(join(tmpdir(), 'sb-run-settings-'));
-    const config = join(dir, 'config.yaml');
-    await writeFile(
-      config,
-      [
-        'apiVersion: kubeproxy.config.k8s.io/v1alpha1',
-        'kind: KubeProxyConfiguration',
-        'hostnameOverride: node-1',
-        'clusterCIDR: 10.244.0.0/16',
-        'conntrack:',
-        '  maxPerCore: 0   # never the host-wide table size from a test',
-        '',
-      ].join('\n'),
-    );
-    running = startCli(
-      [
-        'run',
-        '--from',
-        join(ROOT, 'fixtures/example/cluster.yaml'),
-        '--config',
-        config,
-        '--family',
-        'ipv4',
-        '--healthz-bind-address',
-        '127.0.0.1:0',
-        '--metrics-bind-address',
-        '127.0.0.1:0',
-      ],
-      { prefix: ['ip', 'netns', 'exec', ns.ns] },
-    );
-    const run = running;
-    await waitFor(
-      () => syncedLogs(run.stderr()).length >= 1 || run.child.exitCode !== null,
-      'the first sync',
-    );
-    expect(run.child.exitCode, run.stderr()).toBeNull();
+    const run = await startRunIn(ns, 'sb-run-settings-', LOOPBACK_SERVERS, [
+      'hostnameOverride: node-1',
+      'clusterCIDR: 10.244.0.0/16',
+      'conntrack:',
+      '  maxPerCore: 0   # never the host-wide table size from a test',
+    ]);
 
     expect(await readIn(ns, ESTABLISHED)).toBe('86400');
     expect(await readIn(ns, CLOSE_WAIT)).toBe('3600');
@@ -104,11 +110,7 @@ describeKernel('run applies the node settings at start', () => {
     }
     expect(await readFile(MAX, 'utf8')).toBe(hostMax);
 
-    const logs = run
-      .stderr()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { msg: string; from?: unknown; to?: unknown });
+    const logs = logRecords(run.stderr());
     expect(logs).toContainEqual(
       expect.objectContaining({
         msg: 'set net.netfilter.nf_conntrack_tcp_timeout_established',
@@ -144,53 +146,21 @@ describeKernel('run applies the node settings at start', () => {
       DetectLocal: { ClusterCIDRs: ['10.244.0.0/16'] },
     });
 
-    run.child.kill('SIGTERM');
-    expect(await run.exit).toEqual({ code: 0, signal: null });
+    expect(await terminate(run)).toEqual({ code: 0, signal: null });
   });
 
   it('writes a configured oomScoreAdj to its own /proc/<pid>/oom_score_adj', async () => {
     scratch = await createScratchNetns();
-    dir = await mkdtemp(join(tmpdir(), 'sb-run-oom-'));
-    const config = join(dir, 'config.yaml');
     // A raise needs no privilege, so this holds wherever the tests run.
-    await writeFile(
-      config,
-      [
-        'apiVersion: kubeproxy.config.k8s.io/v1alpha1',
-        'kind: KubeProxyConfiguration',
-        'hostnameOverride: node-1',
-        'oomScoreAdj: 500',
-        'conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}',
-        '',
-      ].join('\n'),
-    );
-    running = startCli(
-      [
-        'run',
-        '--from',
-        join(ROOT, 'fixtures/example/cluster.yaml'),
-        '--config',
-        config,
-        '--family',
-        'ipv4',
-        '--healthz-bind-address',
-        '',
-        '--metrics-bind-address',
-        '',
-      ],
-      { prefix: ['ip', 'netns', 'exec', scratch.ns] },
-    );
-    const run = running;
-    await waitFor(
-      () => syncedLogs(run.stderr()).length >= 1 || run.child.exitCode !== null,
-      'the first sync',
-    );
-    expect(run.child.exitCode, run.stderr()).toBeNull();
+    const run = await startRunIn(scratch, 'sb-run-oom-', NO_SERVERS, [
+      'hostnameOverride: node-1',
+      'oomScoreAdj: 500',
+      'conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}',
+    ]);
     expect((await readFile(`/proc/${run.child.pid}/oom_score_adj`, 'utf8')).trim()).toBe('500');
     expect(run.stderr()).toContain('"msg":"set oom_score_adj"');
     // Timeouts at 0 are left alone: still the new namespace's kernel defaults.
     expect(await readIn(scratch, ESTABLISHED)).toBe('432000');
-    run.child.kill('SIGTERM');
-    expect(await run.exit).toEqual({ code: 0, signal: null });
+    expect(await terminate(run)).toEqual({ code: 0, signal: null });
   });
 });

@@ -283,14 +283,20 @@ export const INTERFACES = {
   eth1: ['10.0.0.5/8'],
 };
 
-export const optionsArb: fc.Arbitrary<IptablesOptions> = fc.record({
+/** The option fields both modes take alike: masquerading, local-traffic detection, random-fully. */
+const sharedOptionArbs = {
   masqueradeAll: fc.boolean(),
   masqueradeBit: fc.integer({ min: 0, max: 31 }),
-  localhostNodePorts: fc.boolean(),
   detectLocalMode: fc.constantFrom('ClusterCIDR', 'NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'),
   clusterCIDR: fc.constantFrom('', '10.244.0.0/16', 'fd00:10:244::/56', '10.244.0.0/16,fd00:10:244::/56'),
   bridgeInterface: fc.constant('cbr0'),
   interfaceNamePrefix: fc.constant('veth'),
+  randomFully: fc.boolean(),
+};
+
+export const optionsArb: fc.Arbitrary<IptablesOptions> = fc.record({
+  ...sharedOptionArbs,
+  localhostNodePorts: fc.boolean(),
   nodePortAddresses: fc.oneof(
     fc.constant([] as string[]),
     fc.constant(['primary']),
@@ -299,20 +305,14 @@ export const optionsArb: fc.Arbitrary<IptablesOptions> = fc.record({
     }),
   ),
   interfaces: fc.constant(INTERFACES),
-  randomFully: fc.boolean(),
   nfacct: fc.subarray(['ct_state_invalid_dropped_pkts', 'localhost_nps_accepted_pkts']),
   tcpBeLiberal: fc.boolean(),
 });
 
 /** IPVS mode's renderer options, every field random. */
 export const ipvsOptionsArb: fc.Arbitrary<IpvsOptions> = fc.record({
+  ...sharedOptionArbs,
   scheduler: fc.constantFrom('', ...IPVS_SCHEDULERS),
-  masqueradeAll: fc.boolean(),
-  masqueradeBit: fc.integer({ min: 0, max: 31 }),
-  detectLocalMode: fc.constantFrom('ClusterCIDR', 'NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'),
-  clusterCIDR: fc.constantFrom('', '10.244.0.0/16', 'fd00:10:244::/56', '10.244.0.0/16,fd00:10:244::/56'),
-  bridgeInterface: fc.constant('cbr0'),
-  interfaceNamePrefix: fc.constant('veth'),
   nodePortAddresses: fc.oneof(
     fc.constant([] as string[]),
     fc.constant(['primary']),
@@ -329,7 +329,6 @@ export const ipvsOptionsArb: fc.Arbitrary<IpvsOptions> = fc.record({
       'kube-ipvs0': ['10.96.0.10/32', 'fd00:96::10/128'],
     },
   ),
-  randomFully: fc.boolean(),
   excludeCIDRs: fc.subarray(['10.96.0.0/12', 'fd00:96::/64']),
   strictARP: fc.boolean(),
   tcpTimeoutMs: fc.nat(),

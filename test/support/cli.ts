@@ -1,5 +1,6 @@
 /**
- * Running `switchboard` as a child process in tests, and reading its dry-run output.
+ * Running `switchboard` as a child process in tests: start it, wait for a log record, stop it
+ * by its pid, and read its dry-run output and its logs.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -23,7 +24,20 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export function startCli(args: string[], options: StartOptions = {}): Run {
+/** healthz and metrics on loopback, on ports the kernel picks (`listeningAddress` reads them) */
+export const LOOPBACK_SERVERS = [
+  '--healthz-bind-address',
+  '127.0.0.1:0',
+  '--metrics-bind-address',
+  '127.0.0.1:0',
+] as const;
+/** no healthz or metrics server */
+export const NO_SERVERS = ['--healthz-bind-address', '', '--metrics-bind-address', ''] as const;
+
+/** The runs startCli started that have not exited yet (one set per test file: vitest isolates files). */
+const going = new Set<Run>();
+
+export function startCli(args: readonly string[], options: StartOptions = {}): Run {
   const argv = [process.execPath, '--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args];
   const [command = process.execPath, ...rest] = [...(options.prefix ?? []), ...argv];
   const child = spawn(command, rest, {
@@ -42,7 +56,54 @@ export function startCli(args: string[], options: StartOptions = {}): Run {
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.on('exit', (code, signal) => resolve({ code, signal }));
   });
-  return { child, stdout: () => stdout, stderr: () => stderr, exit };
+  const run = { child, stdout: () => stdout, stderr: () => stderr, exit };
+  going.add(run);
+  void exit.then(() => going.delete(run));
+  return run;
+}
+
+const ended = (run: Run) => run.child.exitCode !== null || run.child.signalCode !== null;
+
+/**
+ * Waits until `condition` holds (a log record in the run's stderr, say); fails at once, with
+ * the run's stderr, when the run exits first.
+ */
+export async function waitForRun(
+  run: Run,
+  condition: () => boolean,
+  what: string,
+  timeoutMs?: number,
+): Promise<void> {
+  await waitFor(() => condition() || ended(run), what, timeoutMs);
+  if (ended(run)) {
+    throw new Error(
+      `switchboard exited (${run.child.exitCode ?? run.child.signalCode}) before ${what}:\n${run.stderr()}`,
+    );
+  }
+}
+
+/** startCli, then waits for the first `synced` log record (the run is still going). */
+export async function startSynced(
+  args: readonly string[],
+  options: StartOptions = {},
+  timeoutMs?: number,
+): Promise<Run> {
+  const run = startCli(args, options);
+  await waitForRun(run, () => syncedLogs(run.stderr()).length >= 1, 'the first sync', timeoutMs);
+  return run;
+}
+
+/** Sends SIGTERM to the run's pid; resolves with how it exited. */
+export function terminate(run: Run): Run['exit'] {
+  run.child.kill('SIGTERM');
+  return run.exit;
+}
+
+/** For afterEach: SIGKILL to every run of this file still going, and wait for their ends. */
+export async function killRuns(): Promise<void> {
+  const runs = [...going].filter((run) => !ended(run));
+  for (const run of runs) run.child.kill('SIGKILL');
+  await Promise.all(runs.map((run) => run.exit));
 }
 
 export async function waitFor(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
@@ -63,13 +124,22 @@ export function blocks(stdout: string): Map<string, string> {
   return out;
 }
 
-/** The `synced` log records of a run's stderr. */
-export const syncedLogs = (stderr: string) =>
+export interface LogRecord {
+  msg: string;
+  level: number;
+  [field: string]: unknown;
+}
+
+/** The log records (JSON lines) of a run's stderr. */
+export const logRecords = (stderr: string): LogRecord[] =>
   stderr
     .split('\n')
     .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { msg: string; seq?: number; full?: boolean })
-    .filter((r) => r.msg === 'synced');
+    .map((l) => JSON.parse(l) as LogRecord);
+
+/** The `synced` log records of a run's stderr. */
+export const syncedLogs = (stderr: string) =>
+  logRecords(stderr).filter((r) => r.msg === 'synced') as (LogRecord & { seq?: number; full?: boolean })[];
 
 /** The address a server logged as `<what> server listening`. */
 export function listeningAddress(stderr: string, what: string): string | null {

@@ -6,22 +6,31 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { endpointChain, serviceChains } from '../../src/backends/iptables/chain-names.js';
-import { blocks, listeningAddress, ROOT, type Run, startCli, syncedLogs, waitFor } from '../support/cli.js';
+import {
+  blocks,
+  killRuns,
+  LOOPBACK_SERVERS,
+  listeningAddress,
+  ROOT,
+  startCli,
+  startSynced,
+  syncedLogs,
+  terminate,
+  waitFor,
+} from '../support/cli.js';
 
 const EXAMPLE = join(ROOT, 'fixtures/example');
 
-let running: Run | null = null;
 let tempDir: string | null = null;
 afterEach(async () => {
-  if (running && running.child.exitCode === null) running.child.kill('SIGKILL');
-  running = null;
+  await killRuns();
   if (tempDir) await rm(tempDir, { recursive: true, force: true });
   tempDir = null;
 });
 
 describe('switchboard run', () => {
   it('--once --dry-run prints one full sync per family and exits 0', async () => {
-    running = startCli([
+    const running = startCli([
       'run',
       '--once',
       '--dry-run',
@@ -44,7 +53,7 @@ describe('switchboard run', () => {
   });
 
   it('rejects an unknown --family', async () => {
-    running = startCli(['run', '--once', '--dry-run', '--from', EXAMPLE, '--family', 'ipv5']);
+    const running = startCli(['run', '--once', '--dry-run', '--from', EXAMPLE, '--family', 'ipv5']);
     const { code } = await running.exit;
     expect(code).not.toBe(0);
     expect(running.stderr()).toContain('must be ipv4, ipv6 or dual');
@@ -55,7 +64,7 @@ describe('switchboard run', () => {
     const cluster = join(tempDir, 'cluster.yaml');
     await copyFile(join(EXAMPLE, 'cluster.yaml'), cluster);
     await copyFile(join(EXAMPLE, 'config.yaml'), join(tempDir, 'config.yaml'));
-    running = startCli([
+    const run = await startSynced([
       'run',
       '--dry-run',
       '--from',
@@ -63,13 +72,8 @@ describe('switchboard run', () => {
       '--config',
       join(tempDir, 'config.yaml'),
       // ephemeral ports: the test must not depend on 10256/10249 being free
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
+      ...LOOPBACK_SERVERS,
     ]);
-    const run = running;
-    await waitFor(() => syncedLogs(run.stderr()).length === 1, 'the first sync');
     expect(run.stdout().startsWith('# sync 1 full IPv4\n')).toBe(true);
 
     // One endpoint of shop/web moves: 10.244.2.20 -> 10.244.2.21.
@@ -111,9 +115,7 @@ describe('switchboard run', () => {
     );
     expect(metrics).toMatch(/^kubeproxy_proxy_healthz_total\{code="200"\} 1$/m);
 
-    run.child.kill('SIGTERM');
-    const { code, signal } = await run.exit;
-    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    expect(await terminate(run)).toEqual({ code: 0, signal: null });
     expect(run.stderr()).toContain('stopping; the rules stay in place');
   });
 });

@@ -5,12 +5,12 @@
  *
  * Pods: 0 is the client; 1-3 are endpoints on this node.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Backend } from '../../src/kernel/backend.js';
 import { NODE_IPV4, type PodNs } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
 import { expectAllFailed, expectSpread, landedOn, peersSeen } from './assertions.js';
-import { DROP_TIMEOUT_MS, Lab, podName, TCP_TARGET } from './lab.js';
+import { DROP_TIMEOUT_MS, type Lab, labPerSuite, podName, TCP_TARGET } from './lab.js';
 import { type ServiceSpec, serviceEvents, sliceEvents } from './objects.js';
 import { NodeProxy } from './proxy.js';
 
@@ -42,24 +42,16 @@ for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
     let client: PodNs;
     let endpoints: PodNs[];
 
-    beforeAll(async () => {
-      lab = await Lab.create(4);
-      try {
-        client = lab.pod(0);
-        endpoints = [lab.pod(1), lab.pod(2), lab.pod(3)];
-        await lab.startEndpoints(endpoints);
-        const all = endpoints.map((pod) => ({ pod }));
-        proxy = await NodeProxy.create(lab.nodeRunner, { backend, families: ['IPv4'] });
-        proxy.apply(...serviceEvents(WEB, all), ...serviceEvents(EMPTY, []), ...serviceEvents(CHURN, all));
-        expect(proxy.store.currentProblems()).toEqual([]);
-        await proxy.sync();
-      } catch (e) {
-        await lab.teardown().catch(() => undefined);
-        throw e;
-      }
-    });
-    afterAll(async () => {
-      await lab?.teardown();
+    labPerSuite(4, async (created) => {
+      lab = created;
+      client = lab.pod(0);
+      endpoints = [lab.pod(1), lab.pod(2), lab.pod(3)];
+      await lab.startEndpoints(endpoints);
+      const all = endpoints.map((pod) => ({ pod }));
+      proxy = await NodeProxy.create(lab.nodeRunner, { backend, families: ['IPv4'] });
+      proxy.apply(...serviceEvents(WEB, all), ...serviceEvents(EMPTY, []), ...serviceEvents(CHURN, all));
+      expect(proxy.store.currentProblems()).toEqual([]);
+      await proxy.sync();
     });
 
     it('the rules went into this backend only', async () => {

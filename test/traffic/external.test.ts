@@ -8,11 +8,19 @@
  * reachable through this one (so that avoiding it proves something). Pod 0 is unused
  * by the services.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { EXTERNAL_IPV4, EXTERNAL_IPV6, NODE_IPV4, NODE_IPV6, type PodNs } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
 import { expectAllFailed, expectSpread, landedOn, peersSeen } from './assertions.js';
-import { DROP_TIMEOUT_MS, EXTERNAL_ALT_IPV4, EXTERNAL_ALT_IPV6, Lab, podName, TCP_TARGET } from './lab.js';
+import {
+  DROP_TIMEOUT_MS,
+  EXTERNAL_ALT_IPV4,
+  EXTERNAL_ALT_IPV6,
+  type Lab,
+  labPerSuite,
+  podName,
+  TCP_TARGET,
+} from './lab.js';
 import { OTHER_NODE, type PortSpec, type ServiceSpec, serviceEvents } from './objects.js';
 import { NodeProxy } from './proxy.js';
 
@@ -72,34 +80,26 @@ describeKernel('traffic from outside the node (nft, IPv4 and IPv6)', () => {
   let remote: PodNs;
   const ext = () => lab.topo.external;
 
-  beforeAll(async () => {
-    lab = await Lab.create(4);
-    try {
-      local = [lab.pod(1), lab.pod(2)];
-      remote = lab.pod(3);
-      await lab.startEndpoints([...local, remote]);
-      // Something listening on the node at the empty service's NodePort: a refusal must come from the rules.
-      await lab.startServer(lab.topo.node, 'node-listener', { tcp: [30011, 30012] });
-      const localEps = local.map((pod) => ({ pod }));
-      const remoteEp = { pod: remote, nodeName: OTHER_NODE };
-      const proxy = await NodeProxy.create(lab.nodeRunner, { backend: 'nft', families: ['IPv4', 'IPv6'] });
-      proxy.apply(
-        ...serviceEvents(NP_CLUSTER, [localEps[0]!, remoteEp]),
-        ...serviceEvents(NP_LOCAL, [...localEps, remoteEp]),
-        ...serviceEvents(NP_LOCAL_NONE, [remoteEp]),
-        ...serviceEvents(LB, localEps),
-        ...serviceEvents(EXT_IP, localEps),
-        ...serviceEvents(EMPTY, []),
-      );
-      expect(proxy.store.currentProblems()).toEqual([]);
-      await proxy.sync();
-    } catch (e) {
-      await lab.teardown().catch(() => undefined);
-      throw e;
-    }
-  });
-  afterAll(async () => {
-    await lab?.teardown();
+  labPerSuite(4, async (created) => {
+    lab = created;
+    local = [lab.pod(1), lab.pod(2)];
+    remote = lab.pod(3);
+    await lab.startEndpoints([...local, remote]);
+    // Something listening on the node at the empty service's NodePort: a refusal must come from the rules.
+    await lab.startServer(lab.topo.node, 'node-listener', { tcp: [30011, 30012] });
+    const localEps = local.map((pod) => ({ pod }));
+    const remoteEp = { pod: remote, nodeName: OTHER_NODE };
+    const proxy = await NodeProxy.create(lab.nodeRunner, { backend: 'nft', families: ['IPv4', 'IPv6'] });
+    proxy.apply(
+      ...serviceEvents(NP_CLUSTER, [localEps[0]!, remoteEp]),
+      ...serviceEvents(NP_LOCAL, [...localEps, remoteEp]),
+      ...serviceEvents(NP_LOCAL_NONE, [remoteEp]),
+      ...serviceEvents(LB, localEps),
+      ...serviceEvents(EXT_IP, localEps),
+      ...serviceEvents(EMPTY, []),
+    );
+    expect(proxy.store.currentProblems()).toEqual([]);
+    await proxy.sync();
   });
 
   it('NodePort, externalTrafficPolicy Cluster: endpoints on any node answer, and see the node as the source', async () => {

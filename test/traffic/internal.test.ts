@@ -9,11 +9,11 @@
  * another node (still reachable, so that avoiding it proves something); 5 runs a server
  * but is listed as not ready.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { PodNs } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
 import { expectAllFailed, expectSpread, landedOn, peersSeen } from './assertions.js';
-import { DROP_TIMEOUT_MS, Lab, podName, TCP_TARGET, UDP_TARGET } from './lab.js';
+import { DROP_TIMEOUT_MS, type Lab, labPerSuite, podName, TCP_TARGET, UDP_TARGET } from './lab.js';
 import { type EndpointSpec, OTHER_NODE, type ServiceSpec, serviceEvents } from './objects.js';
 import { NodeProxy } from './proxy.js';
 
@@ -48,42 +48,34 @@ describeKernel('traffic to ClusterIPs (nft, IPv4 and IPv6)', () => {
   let notReady: PodNs;
   const names = () => local.map(podName);
 
-  beforeAll(async () => {
-    lab = await Lab.create(6);
-    try {
-      client = lab.pod(0);
-      local = [lab.pod(1), lab.pod(2), lab.pod(3)];
-      remote = lab.pod(4);
-      notReady = lab.pod(5);
-      await lab.startEndpoints([...local, remote, notReady]);
-      const ready = local.map((pod): EndpointSpec => ({ pod }));
-      const proxy = await NodeProxy.create(lab.nodeRunner, { backend: 'nft', families: ['IPv4', 'IPv6'] });
-      proxy.apply(
-        ...serviceEvents(WEB, [...ready, { pod: notReady, ready: false, serving: false }]),
-        ...serviceEvents(EMPTY, []),
-        ...serviceEvents(STICKY, ready),
-        ...serviceEvents(ITP_LOCAL, [
-          { pod: local[0]! },
-          { pod: local[1]! },
-          { pod: remote, nodeName: OTHER_NODE },
-        ]),
-        ...serviceEvents(ITP_REMOTE_ONLY, [{ pod: remote, nodeName: OTHER_NODE }]),
-        ...serviceEvents(SELF, [{ pod: local[0]! }]),
-        // Nothing ready: the serving, terminating endpoint takes the traffic; the other does not.
-        ...serviceEvents(DRAINING, [
-          { pod: local[1]!, ready: false, serving: true, terminating: true },
-          { pod: local[2]!, ready: false, serving: false, terminating: true },
-        ]),
-      );
-      expect(proxy.store.currentProblems()).toEqual([]);
-      await proxy.sync();
-    } catch (e) {
-      await lab.teardown().catch(() => undefined);
-      throw e;
-    }
-  });
-  afterAll(async () => {
-    await lab?.teardown();
+  labPerSuite(6, async (created) => {
+    lab = created;
+    client = lab.pod(0);
+    local = [lab.pod(1), lab.pod(2), lab.pod(3)];
+    remote = lab.pod(4);
+    notReady = lab.pod(5);
+    await lab.startEndpoints([...local, remote, notReady]);
+    const ready = local.map((pod): EndpointSpec => ({ pod }));
+    const proxy = await NodeProxy.create(lab.nodeRunner, { backend: 'nft', families: ['IPv4', 'IPv6'] });
+    proxy.apply(
+      ...serviceEvents(WEB, [...ready, { pod: notReady, ready: false, serving: false }]),
+      ...serviceEvents(EMPTY, []),
+      ...serviceEvents(STICKY, ready),
+      ...serviceEvents(ITP_LOCAL, [
+        { pod: local[0]! },
+        { pod: local[1]! },
+        { pod: remote, nodeName: OTHER_NODE },
+      ]),
+      ...serviceEvents(ITP_REMOTE_ONLY, [{ pod: remote, nodeName: OTHER_NODE }]),
+      ...serviceEvents(SELF, [{ pod: local[0]! }]),
+      // Nothing ready: the serving, terminating endpoint takes the traffic; the other does not.
+      ...serviceEvents(DRAINING, [
+        { pod: local[1]!, ready: false, serving: true, terminating: true },
+        { pod: local[2]!, ready: false, serving: false, terminating: true },
+      ]),
+    );
+    expect(proxy.store.currentProblems()).toEqual([]);
+    await proxy.sync();
   });
 
   it('pod → ClusterIP (TCP): only ready endpoints answer, spread over all of them, source kept', async () => {

@@ -4,6 +4,7 @@
  * external host. `teardown()` stops every process before the namespaces go (a process
  * would keep its namespace alive) and is safe to call twice.
  */
+import { afterAll, beforeAll } from 'vitest';
 import { type Backend, iptablesBinary } from '../../src/kernel/backend.js';
 import type { CommandRunner } from '../../src/kernel/exec.js';
 import type { IPFamily } from '../../src/model/ip.js';
@@ -30,13 +31,15 @@ export class Lab {
 
   private constructor(readonly topo: Topology) {}
 
-  static async create(pods: number): Promise<Lab> {
+  /** A lab with `pods` pod namespaces, then `setup` run on it; torn down at once if either fails. */
+  static async create(pods: number, setup: (lab: Lab) => Promise<void> = async () => {}): Promise<Lab> {
     const topo = await Topology.create({ pods });
     const lab = new Lab(topo);
     try {
       const external = topo.in(topo.external);
       await external.run('ip', ['addr', 'add', `${EXTERNAL_ALT_IPV4}/24`, 'dev', 'eth0']);
       await external.run('ip', ['addr', 'add', `${EXTERNAL_ALT_IPV6}/64`, 'dev', 'eth0', 'nodad']);
+      await setup(lab);
     } catch (e) {
       await lab.teardown().catch(() => undefined);
       throw e;
@@ -106,4 +109,18 @@ export class Lab {
     await this.topo.teardown().catch((e: Error) => problems.push(e.message));
     if (problems.length > 0) throw new Error(`lab teardown: ${problems.join('; ')}`);
   }
+}
+
+/**
+ * For a describe block: a lab made (Lab.create with `setup`) before its tests and torn down
+ * after them.
+ */
+export function labPerSuite(pods: number, setup: (lab: Lab) => Promise<void>): void {
+  let lab: Lab | undefined;
+  beforeAll(async () => {
+    lab = await Lab.create(pods, setup);
+  });
+  afterAll(async () => {
+    await lab?.teardown();
+  });
 }

@@ -8,7 +8,7 @@
  *
  * Pods: 0 is the client; 1-3 are endpoints. The tests run in order and share the node.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { IptablesSyncError } from '../../src/backends/iptables/backend.js';
 import { cleanupIptables } from '../../src/backends/iptables/cleanup.js';
 import type { Backend } from '../../src/kernel/backend.js';
@@ -16,7 +16,7 @@ import type { IPFamily } from '../../src/model/ip.js';
 import type { PodNs } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
 import { landedOn } from './assertions.js';
-import { DROP_TIMEOUT_MS, Lab, podName, TCP_TARGET } from './lab.js';
+import { DROP_TIMEOUT_MS, type Lab, labPerSuite, podName, TCP_TARGET } from './lab.js';
 import { type ServiceSpec, serviceEvents, sliceEvents } from './objects.js';
 import { NodeProxy, silentLog } from './proxy.js';
 
@@ -55,50 +55,42 @@ for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
         .split('\n')
         .filter((l) => l.includes('MY-AGENT') || l.includes(AGENT_VIP.host));
 
-    beforeAll(async () => {
-      lab = await Lab.create(4);
-      try {
-        client = lab.pod(0);
-        endpoints = [lab.pod(1), lab.pod(2), lab.pod(3)];
-        await lab.startEndpoints(endpoints);
-        // Another agent was there first: its own chain in filter, and a rule in nat PREROUTING.
-        for (const family of FAMILIES) {
-          const from = family === 'IPv4' ? '198.18.0.99/32' : '2001:db8::99/128';
-          await lab.iptables(backend, family, ['-t', 'filter', '-N', 'MY-AGENT']);
-          await lab.iptables(backend, family, ['-t', 'filter', '-A', 'MY-AGENT', '-s', from, '-j', 'DROP']);
-          await lab.iptables(backend, family, ['-t', 'filter', '-A', 'FORWARD', '-j', 'MY-AGENT']);
-        }
-        await lab.iptables(backend, 'IPv4', [
-          ...['-t', 'nat', '-A', 'PREROUTING', '-d', `${AGENT_VIP.host}/32`, '-p', 'tcp'],
-          ...[
-            '--dport',
-            String(AGENT_VIP.port),
-            '-j',
-            'DNAT',
-            '--to-destination',
-            `${endpoints[0].ipv4}:${TCP_TARGET}`,
-          ],
-        ]);
-        for (const family of FAMILIES) agentLines.set(family, await agentRulesNow(family));
-        expect(agentLines.get('IPv4')).toHaveLength(4);
-
-        proxy = await NodeProxy.create(lab.nodeRunner, { backend, families: FAMILIES });
-        proxy.apply(
-          ...serviceEvents(
-            STEADY,
-            endpoints.map((pod) => ({ pod })),
-          ),
-        );
-        proxy.apply(...serviceEvents(FLAKY, [{ pod: endpoints[0] }, { pod: endpoints[1] }]));
-        expect(proxy.store.currentProblems()).toEqual([]);
-        await proxy.sync();
-      } catch (e) {
-        await lab.teardown().catch(() => undefined);
-        throw e;
+    labPerSuite(4, async (created) => {
+      lab = created;
+      client = lab.pod(0);
+      endpoints = [lab.pod(1), lab.pod(2), lab.pod(3)];
+      await lab.startEndpoints(endpoints);
+      // Another agent was there first: its own chain in filter, and a rule in nat PREROUTING.
+      for (const family of FAMILIES) {
+        const from = family === 'IPv4' ? '198.18.0.99/32' : '2001:db8::99/128';
+        await lab.iptables(backend, family, ['-t', 'filter', '-N', 'MY-AGENT']);
+        await lab.iptables(backend, family, ['-t', 'filter', '-A', 'MY-AGENT', '-s', from, '-j', 'DROP']);
+        await lab.iptables(backend, family, ['-t', 'filter', '-A', 'FORWARD', '-j', 'MY-AGENT']);
       }
-    });
-    afterAll(async () => {
-      await lab?.teardown();
+      await lab.iptables(backend, 'IPv4', [
+        ...['-t', 'nat', '-A', 'PREROUTING', '-d', `${AGENT_VIP.host}/32`, '-p', 'tcp'],
+        ...[
+          '--dport',
+          String(AGENT_VIP.port),
+          '-j',
+          'DNAT',
+          '--to-destination',
+          `${endpoints[0].ipv4}:${TCP_TARGET}`,
+        ],
+      ]);
+      for (const family of FAMILIES) agentLines.set(family, await agentRulesNow(family));
+      expect(agentLines.get('IPv4')).toHaveLength(4);
+
+      proxy = await NodeProxy.create(lab.nodeRunner, { backend, families: FAMILIES });
+      proxy.apply(
+        ...serviceEvents(
+          STEADY,
+          endpoints.map((pod) => ({ pod })),
+        ),
+      );
+      proxy.apply(...serviceEvents(FLAKY, [{ pod: endpoints[0] }, { pod: endpoints[1] }]));
+      expect(proxy.store.currentProblems()).toEqual([]);
+      await proxy.sync();
     });
 
     it("a restarted proxy's first full sync keeps an established connection and adds no rule twice", async () => {

@@ -8,13 +8,13 @@
  * Pods: 0 is the client; 1-3 are endpoints. Forty more Services give the syncs some
  * length. The tests run in order and share the node.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Backend } from '../../src/kernel/backend.js';
 import type { IPFamily } from '../../src/model/ip.js';
 import type { PodNs } from '../kernel/netns.js';
 import { describeKernel } from '../kernel/require-root.js';
 import { expectSpread } from './assertions.js';
-import { Lab, podName, TCP_TARGET } from './lab.js';
+import { type Lab, labPerSuite, podName, TCP_TARGET } from './lab.js';
 import { type ServiceSpec, serviceEvents, sliceEvents } from './objects.js';
 import { NodeProxy } from './proxy.js';
 
@@ -45,33 +45,25 @@ for (const backend of ['nft', 'legacy'] as const satisfies readonly Backend[]) {
     let client: PodNs;
     let endpoints: [PodNs, PodNs, PodNs];
 
-    beforeAll(async () => {
-      lab = await Lab.create(4);
-      try {
-        client = lab.pod(0);
-        endpoints = [lab.pod(1), lab.pod(2), lab.pod(3)];
-        await lab.startEndpoints(endpoints);
-        proxy = await NodeProxy.create(lab.nodeRunner, { backend, families: FAMILIES });
-        proxy.apply(
-          ...serviceEvents(
-            BUSY,
-            endpoints.map((pod) => ({ pod })),
-          ),
-        );
-        proxy.apply(...serviceEvents(OTHER, [{ pod: endpoints[0] }, { pod: endpoints[1] }]));
-        for (let i = 0; i < FILLERS; i++) {
-          const filler: ServiceSpec = { name: `filler-${i}`, clusterIPs: [`10.96.5.${i + 1}`], ports: http };
-          proxy.apply(...serviceEvents(filler, [{ pod: endpoints[i % 3]! }]));
-        }
-        expect(proxy.store.currentProblems()).toEqual([]);
-        await proxy.sync();
-      } catch (e) {
-        await lab.teardown().catch(() => undefined);
-        throw e;
+    labPerSuite(4, async (created) => {
+      lab = created;
+      client = lab.pod(0);
+      endpoints = [lab.pod(1), lab.pod(2), lab.pod(3)];
+      await lab.startEndpoints(endpoints);
+      proxy = await NodeProxy.create(lab.nodeRunner, { backend, families: FAMILIES });
+      proxy.apply(
+        ...serviceEvents(
+          BUSY,
+          endpoints.map((pod) => ({ pod })),
+        ),
+      );
+      proxy.apply(...serviceEvents(OTHER, [{ pod: endpoints[0] }, { pod: endpoints[1] }]));
+      for (let i = 0; i < FILLERS; i++) {
+        const filler: ServiceSpec = { name: `filler-${i}`, clusterIPs: [`10.96.5.${i + 1}`], ports: http };
+        proxy.apply(...serviceEvents(filler, [{ pod: endpoints[i % 3]! }]));
       }
-    });
-    afterAll(async () => {
-      await lab?.teardown();
+      expect(proxy.store.currentProblems()).toEqual([]);
+      await proxy.sync();
     });
 
     it('new connections flow all along a restart over its own rules, which writes nothing', async () => {

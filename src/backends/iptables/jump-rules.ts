@@ -185,5 +185,5 @@ export async function chainExists(
   const r = await runner.run(cmd, args, { reject: false, timeoutMs: 30_000 });
   if (r.exitCode === 0) return true;
   if (r.exitCode === 1) return false;
-  throw new CommandError(cmd, args, r, 'exit', `exit code ${r.exitCode}: ${r.stderr.trim()}`);
+  throw CommandError.exit(cmd, args, r);
 }

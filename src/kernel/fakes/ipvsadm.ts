@@ -26,6 +26,7 @@
  * Tests can set per-real-server connection counts, remove schedulers (a missing module),
  * and interfere after a restore (another agent changing the table).
  */
+import { IPVS_SCHEDULERS } from '../../backends/ipvs/state.js';
 import { type IPFamily, parseIP } from '../../model/ip.js';
 import type { Protocol } from '../../model/types.js';
 import type { RunResult } from '../exec.js';
@@ -38,22 +39,11 @@ import {
   type ServiceSpec,
 } from '../ipvsadm-args.js';
 
-export const KERNEL_SCHEDULERS = [
-  'rr',
-  'wrr',
-  'lc',
-  'wlc',
-  'lblc',
-  'lblcr',
-  'dh',
-  'sh',
-  'sed',
-  'nq',
-  'mh',
-  'fo',
-  'ovf',
-  'twos',
-] as const;
+/**
+ * The schedulers the modelled kernel knows: those KubeProxyConfiguration accepts, plus fo,
+ * ovf and twos, which kube-proxy does not offer but ipvsadm takes.
+ */
+export const KERNEL_SCHEDULERS = [...IPVS_SCHEDULERS, 'fo', 'ovf', 'twos'] as const;
 
 interface FakeDest {
   family: IPFamily;

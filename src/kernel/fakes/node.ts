@@ -11,6 +11,7 @@
 import {
   CommandError,
   type CommandRunner,
+  honourReject,
   inputText,
   type RecordedCall,
   type RunOptions,
@@ -102,16 +103,7 @@ export class FakeNode implements CommandRunner {
         result = { stdout: '', stderr: '', exitCode: this.ipvsadm.loaded ? 0 : 1 };
         break;
     }
-    if (result.exitCode !== 0 && options.reject !== false) {
-      throw new CommandError(
-        cmd,
-        args,
-        result,
-        'exit',
-        `exit code ${result.exitCode}: ${result.stderr.trim()}`,
-      );
-    }
-    return result;
+    return honourReject(cmd, args, result, options);
   }
 
   /** Calls to `cmd` since `from` (an index into `calls`). */
