@@ -63,6 +63,11 @@ export class CliProcess {
     });
   }
 
+  /** the CLI's own pid (`ip netns exec` execs it in place) */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   get running(): boolean {
     return this.exitCode === null;
   }

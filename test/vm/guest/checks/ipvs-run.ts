@@ -20,7 +20,7 @@
  * E. `switchboard cleanup`: only the excluded virtual server is left, no KUBE- set.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GRACEFUL_CHECK_PERIOD_ENV } from '../../../../src/backends/ipvs/setup.js';
@@ -247,7 +247,7 @@ export default async function (t: CheckContext): Promise<void> {
   const nat = (await node.run('iptables-save', ['-t', 'nat'])).stdout;
   assert.doesNotMatch(nat, /KUBE-SVC-|KUBE-SEP-|KUBE-NODEPORTS/, 'iptables mode chains are gone');
   assert.match(nat, /-m set --match-set KUBE-CLUSTER-IP dst,dst/);
-  await checkNodeSettings(t, node);
+  await checkNodeSettings(t, node, b);
   const afterFirst = parseIpvsadmSave((await node.run('ipvsadm', ['-Sn'])).stdout);
   const keys = afterFirst.virtualServers.map((v) => `${v.address}:${v.port}`);
   assert.ok(keys.includes(EXCLUDED_VS), 'the virtual server inside excludeCIDRs stays');
@@ -368,7 +368,7 @@ export default async function (t: CheckContext): Promise<void> {
   done();
 }
 
-async function checkNodeSettings(t: CheckContext, node: CommandRunner): Promise<void> {
+async function checkNodeSettings(t: CheckContext, node: CommandRunner, run: CliProcess): Promise<void> {
   const want: Record<string, string> = {
     'net.ipv4.vs.conntrack': '1',
     'net.ipv4.vs.expire_nodest_conn': '1',
@@ -390,7 +390,13 @@ async function checkNodeSettings(t: CheckContext, node: CommandRunner): Promise<
     'ipvs.tcpTimeout/tcpFinTimeout/udpTimeout',
   );
   const reuse = (await node.run('sysctl', ['-n', 'net.ipv4.vs.conn_reuse_mode'])).stdout.trim();
-  t.note(`node settings in place; ${timeouts}; conn_reuse_mode left at ${reuse} (kernel >= 5.9)`);
+  // The guest's root has CAP_SYS_RESOURCE (the host sandbox does not): oomScoreAdj's default
+  // -999 is shown here, as kube-proxy sets it.
+  const oomScoreAdj = readFileSync(`/proc/${run.pid}/oom_score_adj`, 'utf8').trim();
+  assert.equal(oomScoreAdj, '-999', "oomScoreAdj -999 in the run's /proc/<pid>/oom_score_adj");
+  t.note(
+    `node settings in place; ${timeouts}; conn_reuse_mode left at ${reuse} (kernel >= 5.9); oom_score_adj ${oomScoreAdj}`,
+  );
 }
 
 async function checkTraffic(t: CheckContext, topo: Topology, client: string, pods: PodNs[]): Promise<void> {
