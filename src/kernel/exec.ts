@@ -39,7 +39,7 @@ export class CommandError extends Error {
     readonly command: string,
     readonly args: readonly string[],
     readonly result: RunResult,
-    readonly reason: 'exit' | 'timeout' | 'spawn',
+    readonly reason: 'exit' | 'timeout' | 'spawn' | 'output',
     detail: string,
   ) {
     super(`${formatCommand(command, args)}: ${detail}`);
@@ -107,8 +107,18 @@ export function* chunksOf(pieces: readonly string[], chunkChars = CHUNK_CHARS): 
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 
+/**
+ * The most a command may print, in characters. execa's default (100 million) is less than
+ * iptables-save prints at ~25,000 services x 10 endpoints (~40 MB at 10,000): past it the
+ * output is cut and the command killed, so every full sync of such a node would fail. This
+ * is close to V8's longest string (2^29 - 24 characters on 64-bit), which caps it anyway.
+ */
+export const MAX_OUTPUT_CHARS = 500_000_000;
+
 /** Runs commands for real, with execa. */
 export class ExecaRunner implements CommandRunner {
+  constructor(private readonly maxOutputChars = MAX_OUTPUT_CHARS) {}
+
   async run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     const { input = '' } = options;
     const result = await execa(cmd, [...args], {
@@ -116,6 +126,7 @@ export class ExecaRunner implements CommandRunner {
       timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       reject: false,
       stripFinalNewline: false,
+      maxBuffer: this.maxOutputChars,
       // The kernel tools print messages we parse; keep them in English.
       env: { LC_ALL: 'C' },
     });
@@ -132,6 +143,9 @@ export class ExecaRunner implements CommandRunner {
         'timeout',
         `timed out after ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`,
       );
+    }
+    if (result.isMaxBuffer) {
+      throw new CommandError(cmd, args, out, 'output', `printed more than ${this.maxOutputChars} characters`);
     }
     if (result.exitCode === undefined) {
       // Not started (ENOENT) or killed by a signal.

@@ -56,4 +56,22 @@ describe('ExecaRunner', () => {
       .catch((e: unknown) => e);
     expect(error).toMatchObject({ name: 'CommandError', reason: 'spawn' });
   });
+
+  it("keeps output past execa's default 100 million characters (iptables-save of ~25,000 services)", async () => {
+    const chars = 120_000_000;
+    // 1 MB written 120 times: the child never holds the whole output either.
+    const script = `const b = Buffer.alloc(1e6, 97); for (let i = 0; i < ${chars / 1e6}; i++) process.stdout.write(b)`;
+    const r = await runner.run(node, ['-e', script]);
+    expect(r.stdout.length).toBe(chars);
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('output past the limit is an error, not a cut-off result', async () => {
+    const small = new ExecaRunner(1000);
+    const error = await small
+      .run(node, ['-e', 'process.stdout.write("a".repeat(5000))'], { reject: false })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'CommandError', reason: 'output' });
+    expect(String(error)).toContain('printed more than 1000 characters');
+  });
 });
