@@ -7,6 +7,7 @@
  * timeouts) are validated here too and carried along.
  */
 import { InputError } from '../../errors.js';
+import { KUBE_IPVS0 } from '../../kernel/ip-link.js';
 import {
   cidrContains,
   type IPFamily,
@@ -29,9 +30,6 @@ import {
 } from '../common/local-traffic.js';
 import { IPSET_DEFINITIONS, type IpsetId, ipsetName } from './ipsets.js';
 import { IPVS_SCHEDULERS, type Scheduler, type SchedulerFlag } from './state.js';
-
-/** kube-proxy's dummy interface; its addresses are never node addresses (spec §3). */
-export const DUMMY_INTERFACE = 'kube-ipvs0';
 
 /** The configuration and host facts IPVS mode depends on (built by `ipvsOptions` in sync/wiring.ts). */
 export interface IpvsOptions extends LocalDetectorOptions {
@@ -142,8 +140,9 @@ export function buildIpvsRenderContext(
   const primaryNodeIP = nodeIPsOf(node, family)[0] ?? null;
 
   const addresses = hostAddresses(opts, family, node);
+  // kube-ipvs0's addresses are never node addresses (spec §3).
   const nodeAddressIPs = addresses
-    .filter((a) => a.interface !== DUMMY_INTERFACE && !isLoopback(a.ip) && !isLinkLocalV6(a.ip))
+    .filter((a) => a.interface !== KUBE_IPVS0 && !isLoopback(a.ip) && !isLinkLocalV6(a.ip))
     .map((a) => a.ip);
   const nodeAddresses = sortedTexts(nodeAddressIPs);
 
