@@ -6,7 +6,7 @@
  * nothing but what it verifies.
  */
 
-import type { KUBE_IPVS0, LinkTool } from '../../kernel/ip-link.js';
+import type { LinkTool } from '../../kernel/ip-link.js';
 import type { IpsetTool } from '../../kernel/ipset.js';
 import type { SetFamily } from '../../kernel/ipset-entries.js';
 import type { IpvsadmTool } from '../../kernel/ipvsadm.js';
@@ -68,7 +68,7 @@ export interface IpvsTools {
 export async function readKernelState(
   tools: IpvsTools,
   family: IPFamily,
-  link: typeof KUBE_IPVS0 | string,
+  link: string,
 ): Promise<KernelIpvsState> {
   const table = await tools.ipvsadm.readTable();
   const virtualServers = new Map<string, KernelVirtualServer>();
