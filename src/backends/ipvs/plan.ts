@@ -119,7 +119,9 @@ export interface IpvsPlan {
 }
 
 function sameFlags(a: readonly SchedulerFlag[], b: readonly SchedulerFlag[]): boolean {
-  return a.length === b.length && [...a].sort().every((f, i) => f === [...b].sort()[i]);
+  if (a.length !== b.length) return false;
+  const sortedB = [...b].sort();
+  return [...a].sort().every((f, i) => f === sortedB[i]);
 }
 
 function serviceDiffers(want: VirtualServer, have: KernelVirtualServer): boolean {
