@@ -121,7 +121,6 @@ function serviceFields(
   };
 }
 
-/** Parses `ipvsadm -Sn` output (all families). */
 const NO_EXTRAS: readonly string[] = Object.freeze([]);
 
 /** Parses `ipvsadm -Sn` output (all families). */
