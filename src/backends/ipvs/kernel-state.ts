@@ -45,9 +45,11 @@ export function isSwapSetName(name: string, family?: IPFamily): boolean {
   return m !== null && (family === undefined || m[1] === (family === 'IPv4' ? '4' : '6'));
 }
 
+const OWNED_SET_NAMES: ReadonlySet<string> = new Set(ownedIpsetNames());
+
 /** Whether a set name is one Switchboard owns (kube-proxy's, either family, or a swap set). */
 export function isOwnedSetName(name: string): boolean {
-  return ownedIpsetNames().includes(name) || isSwapSetName(name);
+  return OWNED_SET_NAMES.has(name) || isSwapSetName(name);
 }
 
 export function addressFamily(address: string): IPFamily | null {
