@@ -38,10 +38,11 @@ import { Iptables, RestoreError } from '../../kernel/iptables.js';
 import { Ipvsadm, IpvsadmRestoreError } from '../../kernel/ipvsadm.js';
 import type { KernelVirtualServer } from '../../kernel/ipvsadm-output.js';
 import type { Logger } from '../../log.js';
-import { type IPFamily, type ParsedCIDR, parseCIDR } from '../../model/ip.js';
+import type { IPFamily, ParsedCIDR } from '../../model/ip.js';
 import type { Snapshot } from '../../model/types.js';
 import type { BackendSyncResult, ProxyBackend, SyncRequest } from '../../sync/backend.js';
 import { type Clock, systemClock } from '../../sync/clock.js';
+import { familyCIDRs } from '../common/local-traffic.js';
 import { IPTABLES_MODE_LEFTOVERS, planCleanup } from '../iptables/cleanup.js';
 import { chainExists, ensureJumpRules } from '../iptables/jump-rules.js';
 import { chainMatches, parseSavedTables, savedRuleLines } from '../iptables/kernel-diff.js';
@@ -184,11 +185,7 @@ export class IpvsBackend implements ProxyBackend {
     this.iptables = new Iptables(this.runner, config.iptablesBackend, { waitFlags: [...this.wait] });
     this.desired = config.desired;
     this.followInterfaces = config.followInterfaces;
-    this.excludeCIDRs = config.excludeCIDRs.map((text) => {
-      const cidr = parseCIDR(text);
-      if (!cidr) throw new Error(`ipvs.excludeCIDRs: ${JSON.stringify(text)} is not a CIDR`);
-      return cidr;
-    });
+    this.excludeCIDRs = familyCIDRs(config.excludeCIDRs, config.family, 'ipvs.excludeCIDRs');
     this.log = config.log.child({ backend: this.description });
     this.link = config.link ?? KUBE_IPVS0;
     this.removeLeftovers = config.removeIptablesModeLeftovers ?? true;
