@@ -528,7 +528,7 @@ export class IpvsBackend implements ProxyBackend {
   /** Forgets drains whose real server or virtual server is gone from the known state. */
   private pruneDrains(state: KernelIpvsState): void {
     for (const d of this.graceful.entries()) {
-      const vs = state.virtualServers.get(d.key.slice(0, d.key.lastIndexOf('/')));
+      const vs = state.virtualServers.get(virtualServerKey(d.vs));
       const rs = vs?.realServers.find((r) => r.address === d.rs.address && r.port === d.rs.port);
       if (rs?.weight !== 0) this.graceful.end(d.key);
     }
@@ -595,7 +595,7 @@ export class IpvsBackend implements ProxyBackend {
   }
 
   private dropRealServer(d: DrainEntry): void {
-    const key = d.key.slice(0, d.key.lastIndexOf('/'));
+    const key = virtualServerKey(d.vs);
     const vs = this.state?.virtualServers.get(key);
     if (!vs) return;
     this.state!.virtualServers.set(key, {
