@@ -565,16 +565,16 @@ export class IpvsBackend implements ProxyBackend {
           const stillThere: string[] = [];
           for (const d of removed) {
             const after = await this.tools.ipvsadm.readService(d.vs);
-            if (after?.realServers.some((r) => r.address === d.rs.address && r.port === d.rs.port))
+            if (after?.realServers.some((r) => r.address === d.rs.address && r.port === d.rs.port)) {
               stillThere.push(d.key);
-            else this.dropRealServer(d);
-            if (!stillThere.includes(d.key)) {
-              this.graceful.end(d.key);
-              this.log.info(
-                { realServer: d.key, drainedMs: this.clock.now() - d.sinceMs },
-                'graceful termination: deleted drained real server',
-              );
+              continue;
             }
+            this.dropRealServer(d);
+            this.graceful.end(d.key);
+            this.log.info(
+              { realServer: d.key, drainedMs: this.clock.now() - d.sinceMs },
+              'graceful termination: deleted drained real server',
+            );
           }
           if (refused || stillThere.length > 0) {
             throw new IpvsSyncError(
