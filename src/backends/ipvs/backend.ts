@@ -563,8 +563,15 @@ export class IpvsBackend implements ProxyBackend {
             refused = e;
           }
           const stillThere: string[] = [];
+          // One read per virtual server, however many of its real servers were deleted.
+          const reads = new Map<string, KernelVirtualServer | null>();
           for (const d of removed) {
-            const after = await this.tools.ipvsadm.readService(d.vs);
+            const vsKey = virtualServerKey(d.vs);
+            let after = reads.get(vsKey);
+            if (after === undefined) {
+              after = await this.tools.ipvsadm.readService(d.vs);
+              reads.set(vsKey, after);
+            }
             if (after?.realServers.some((r) => r.address === d.rs.address && r.port === d.rs.port)) {
               stillThere.push(d.key);
               continue;
