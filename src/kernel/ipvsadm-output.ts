@@ -16,8 +16,14 @@
  * Firewall-mark services have no address: they are listed apart, and never touched.
  */
 
-import type { Forwarding, RealServer, SchedulerFlag, VirtualServer } from '../backends/ipvs/state.js';
-import { type IPFamily, parseIP } from '../model/ip.js';
+import {
+  addressSortKey,
+  type Forwarding,
+  type RealServer,
+  type SchedulerFlag,
+  type VirtualServer,
+} from '../backends/ipvs/state.js';
+import type { IPFamily } from '../model/ip.js';
 import type { Protocol } from '../model/types.js';
 import { type IpvsadmEntry, IpvsadmParseError, parseHostPort, parseIpvsadmLine } from './ipvsadm-args.js';
 
@@ -70,20 +76,6 @@ function serviceKey(protocol: Protocol, address: string, port: number): string {
   return `${protocol} ${address} ${port}`;
 }
 
-/** A string that sorts like compareAddresses (IPv4 before IPv6, then numerically). */
-function addressSortKey(address: string): string {
-  if (/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(address)) {
-    let hex = '4';
-    for (const part of address.split('.')) hex += Number(part).toString(16).padStart(2, '0');
-    return hex;
-  }
-  const ip = parseIP(address);
-  if (!ip) return `9${address}`;
-  let hex = '';
-  for (const b of ip.bytes) hex += b.toString(16).padStart(2, '0');
-  return `${ip.family === 'IPv4' ? 4 : 6}${hex}`;
-}
-
 /** Sorts by a key computed once per item (a comparator parsing addresses costs n log n parses). */
 function sortByKey<T>(items: T[], key: (item: T) => string): T[] {
   return items
@@ -129,7 +121,6 @@ function serviceFields(
   };
 }
 
-/** Parses `ipvsadm -Sn` output (all families). */
 const NO_EXTRAS: readonly string[] = Object.freeze([]);
 
 /** Parses `ipvsadm -Sn` output (all families). */

@@ -40,6 +40,14 @@ export interface IpvsTimeouts {
   udp: number;
 }
 
+/** ipvsadm's stderr, one message per refused line, without its `Try ...--help` hint. */
+function refusalMessages(stderr: string): string[] {
+  return stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('Try `'));
+}
+
 /** ipvsadm refused a batch, or printed anything at all while applying it. */
 export class IpvsadmRestoreError extends Error {
   override readonly name = 'IpvsadmRestoreError';
@@ -49,10 +57,7 @@ export class IpvsadmRestoreError extends Error {
     /** for a parse error that stopped the batch: that line */
     readonly stoppedAt?: { lineNumber: number; line: string },
   ) {
-    const messages = stderr
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((l) => l !== '' && !l.startsWith('Try `'));
+    const messages = refusalMessages(stderr);
     super(
       stoppedAt
         ? `ipvsadm -R stopped (exit ${exitCode}) at line ${stoppedAt.lineNumber} (${stoppedAt.line}): ${messages.join(' / ') || '(no message)'}`
@@ -62,10 +67,7 @@ export class IpvsadmRestoreError extends Error {
 
   /** one message per refused line, in batch order */
   get messages(): string[] {
-    return this.stderr
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((l) => l !== '' && !l.startsWith('Try `'));
+    return refusalMessages(this.stderr);
   }
 }
 

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { IpvsSyncError } from '../../src/backends/ipvs/backend.js';
+import { IPSET_DEFINITIONS, ipsetName } from '../../src/backends/ipvs/ipsets.js';
 import type { IpvsState } from '../../src/backends/ipvs/state.js';
 import { FakeNode } from '../../src/kernel/fakes/node.js';
 import { clusterState, ipvsState, recordingLogger, rs, vs, withVirtualServer } from './builders.js';
@@ -321,7 +322,13 @@ describe('IpvsBackend: what it owns', () => {
     const h4 = harness(small(), { node });
     await h4.sync();
     await h6.sync();
+    const from = node.calls.length;
     await h4.sync(true);
+    // the IPv4 applier reads its own 17 sets, not the IPv6 applier's
+    const saved = ops(node, from).ipset.filter((c) => c.args[0] === 'save');
+    expect(saved.map((c) => c.args[1]).sort()).toEqual(
+      IPSET_DEFINITIONS.map((d) => ipsetName(d.id, 'IPv4')).sort(),
+    );
     expect(node.ipvsadm.save()).toContain('-a -t [fd00:96::a]:80 -r [fd00:244::5]:8080 -m -w 1');
     expect(node.ipset.entries('KUBE-6-CLUSTER-IP')).toEqual(['fd00:96::a,tcp:80']);
     expect(node.ip.addressesOf('kube-ipvs0')).toEqual(['10.96.0.10', '10.96.0.53', 'fd00:96::a']);

@@ -88,6 +88,23 @@ describe('graceful termination (fake clock)', () => {
     expect(h.node.callsTo('ipvsadm', from)).toEqual([]);
   });
 
+  it('deletes several drained real servers of one virtual server in one check, reading it back once', async () => {
+    const h = harness(web('10.244.1.5', '10.244.1.6', '10.244.1.7'));
+    await h.sync();
+    h.desired = web('10.244.1.5');
+    await h.sync();
+    expect(h.backend.graceful.size).toBe(2);
+    const from = h.node.calls.length;
+    await h.clock.advance(PERIOD);
+    await settle();
+    expect(weights(h.node)).toEqual(['10.244.1.5:8080 -w 1']);
+    expect(h.backend.graceful.size).toBe(0);
+    const calls = h.node.callsTo('ipvsadm', from);
+    // the check's read, one batch of two deletes, one read back
+    expect(calls.map((c) => c.args[0])).toEqual(['-L', '-R', '-L']);
+    expect(calls[1]?.input?.trim().split('\n')).toHaveLength(2);
+  });
+
   it('the diff leaves a draining real server alone across syncs', async () => {
     const h = harness(web('10.244.1.5', '10.244.1.6'));
     await h.sync();

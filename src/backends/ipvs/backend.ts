@@ -38,10 +38,11 @@ import { Iptables, RestoreError } from '../../kernel/iptables.js';
 import { Ipvsadm, IpvsadmRestoreError } from '../../kernel/ipvsadm.js';
 import type { KernelVirtualServer } from '../../kernel/ipvsadm-output.js';
 import type { Logger } from '../../log.js';
-import { type IPFamily, type ParsedCIDR, parseCIDR } from '../../model/ip.js';
+import type { IPFamily, ParsedCIDR } from '../../model/ip.js';
 import type { Snapshot } from '../../model/types.js';
 import type { BackendSyncResult, ProxyBackend, SyncRequest } from '../../sync/backend.js';
 import { type Clock, systemClock } from '../../sync/clock.js';
+import { familyCIDRs } from '../common/local-traffic.js';
 import { IPTABLES_MODE_LEFTOVERS, planCleanup } from '../iptables/cleanup.js';
 import { chainExists, ensureJumpRules } from '../iptables/jump-rules.js';
 import { chainMatches, parseSavedTables, savedRuleLines } from '../iptables/kernel-diff.js';
@@ -184,11 +185,7 @@ export class IpvsBackend implements ProxyBackend {
     this.iptables = new Iptables(this.runner, config.iptablesBackend, { waitFlags: [...this.wait] });
     this.desired = config.desired;
     this.followInterfaces = config.followInterfaces;
-    this.excludeCIDRs = config.excludeCIDRs.map((text) => {
-      const cidr = parseCIDR(text);
-      if (!cidr) throw new Error(`ipvs.excludeCIDRs: ${JSON.stringify(text)} is not a CIDR`);
-      return cidr;
-    });
+    this.excludeCIDRs = familyCIDRs(config.excludeCIDRs, config.family, 'ipvs.excludeCIDRs');
     this.log = config.log.child({ backend: this.description });
     this.link = config.link ?? KUBE_IPVS0;
     this.removeLeftovers = config.removeIptablesModeLeftovers ?? true;
@@ -531,7 +528,7 @@ export class IpvsBackend implements ProxyBackend {
   /** Forgets drains whose real server or virtual server is gone from the known state. */
   private pruneDrains(state: KernelIpvsState): void {
     for (const d of this.graceful.entries()) {
-      const vs = state.virtualServers.get(d.key.slice(0, d.key.lastIndexOf('/')));
+      const vs = state.virtualServers.get(virtualServerKey(d.vs));
       const rs = vs?.realServers.find((r) => r.address === d.rs.address && r.port === d.rs.port);
       if (rs?.weight !== 0) this.graceful.end(d.key);
     }
@@ -566,18 +563,25 @@ export class IpvsBackend implements ProxyBackend {
             refused = e;
           }
           const stillThere: string[] = [];
+          // One read per virtual server, however many of its real servers were deleted.
+          const reads = new Map<string, KernelVirtualServer | null>();
           for (const d of removed) {
-            const after = await this.tools.ipvsadm.readService(d.vs);
-            if (after?.realServers.some((r) => r.address === d.rs.address && r.port === d.rs.port))
-              stillThere.push(d.key);
-            else this.dropRealServer(d);
-            if (!stillThere.includes(d.key)) {
-              this.graceful.end(d.key);
-              this.log.info(
-                { realServer: d.key, drainedMs: this.clock.now() - d.sinceMs },
-                'graceful termination: deleted drained real server',
-              );
+            const vsKey = virtualServerKey(d.vs);
+            let after = reads.get(vsKey);
+            if (after === undefined) {
+              after = await this.tools.ipvsadm.readService(d.vs);
+              reads.set(vsKey, after);
             }
+            if (after?.realServers.some((r) => r.address === d.rs.address && r.port === d.rs.port)) {
+              stillThere.push(d.key);
+              continue;
+            }
+            this.dropRealServer(d);
+            this.graceful.end(d.key);
+            this.log.info(
+              { realServer: d.key, drainedMs: this.clock.now() - d.sinceMs },
+              'graceful termination: deleted drained real server',
+            );
           }
           if (refused || stillThere.length > 0) {
             throw new IpvsSyncError(
@@ -598,7 +602,7 @@ export class IpvsBackend implements ProxyBackend {
   }
 
   private dropRealServer(d: DrainEntry): void {
-    const key = d.key.slice(0, d.key.lastIndexOf('/'));
+    const key = virtualServerKey(d.vs);
     const vs = this.state?.virtualServers.get(key);
     if (!vs) return;
     this.state!.virtualServers.set(key, {

@@ -7,6 +7,7 @@
  * timeouts) are validated here too and carried along.
  */
 import { InputError } from '../../errors.js';
+import { KUBE_IPVS0 } from '../../kernel/ip-link.js';
 import {
   cidrContains,
   type IPFamily,
@@ -28,10 +29,7 @@ import {
   nodePortCIDRs,
 } from '../common/local-traffic.js';
 import { IPSET_DEFINITIONS, type IpsetId, ipsetName } from './ipsets.js';
-import { IPVS_SCHEDULERS, type Scheduler, type SchedulerFlag } from './state.js';
-
-/** kube-proxy's dummy interface; its addresses are never node addresses (spec §3). */
-export const DUMMY_INTERFACE = 'kube-ipvs0';
+import { compareAddresses, IPVS_SCHEDULERS, type Scheduler, type SchedulerFlag } from './state.js';
 
 /** The configuration and host facts IPVS mode depends on (built by `ipvsOptions` in sync/wiring.ts). */
 export interface IpvsOptions extends LocalDetectorOptions {
@@ -116,19 +114,10 @@ function hostAddresses(opts: IpvsOptions, family: IPFamily, node: NodeInfo): Int
   return nodeIPsOf(node, family).map((text) => ({ interface: '', ip: parseIP(text)! }));
 }
 
-const byAddress = (a: ParsedIP, b: ParsedIP) => {
-  if (a.bytes.length !== b.bytes.length) return a.bytes.length - b.bytes.length;
-  for (let i = 0; i < a.bytes.length; i++) {
-    const d = a.bytes[i]! - b.bytes[i]!;
-    if (d !== 0) return d;
-  }
-  return 0;
-};
-
 function sortedTexts(ips: Iterable<ParsedIP>): string[] {
-  const unique = new Map<string, ParsedIP>();
-  for (const ip of ips) unique.set(ip.text, ip);
-  return [...unique.values()].sort(byAddress).map((ip) => ip.text);
+  const unique = new Set<string>();
+  for (const ip of ips) unique.add(ip.text);
+  return [...unique].sort(compareAddresses);
 }
 
 export function buildIpvsRenderContext(
@@ -142,8 +131,9 @@ export function buildIpvsRenderContext(
   const primaryNodeIP = nodeIPsOf(node, family)[0] ?? null;
 
   const addresses = hostAddresses(opts, family, node);
+  // kube-ipvs0's addresses are never node addresses (spec §3).
   const nodeAddressIPs = addresses
-    .filter((a) => a.interface !== DUMMY_INTERFACE && !isLoopback(a.ip) && !isLinkLocalV6(a.ip))
+    .filter((a) => a.interface !== KUBE_IPVS0 && !isLoopback(a.ip) && !isLinkLocalV6(a.ip))
     .map((a) => a.ip);
   const nodeAddresses = sortedTexts(nodeAddressIPs);
 

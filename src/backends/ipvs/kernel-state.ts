@@ -6,13 +6,13 @@
  * nothing but what it verifies.
  */
 
-import type { KUBE_IPVS0, LinkTool } from '../../kernel/ip-link.js';
+import type { LinkTool } from '../../kernel/ip-link.js';
 import type { IpsetTool } from '../../kernel/ipset.js';
 import type { SetFamily } from '../../kernel/ipset-entries.js';
 import type { IpvsadmTool } from '../../kernel/ipvsadm.js';
 import type { KernelVirtualServer } from '../../kernel/ipvsadm-output.js';
 import { type IPFamily, parseIP } from '../../model/ip.js';
-import { ownedIpsetNames } from './ipsets.js';
+import { IPSET_DEFINITIONS, ipsetName } from './ipsets.js';
 import { virtualServerKey } from './state.js';
 
 export interface KernelIpset {
@@ -29,7 +29,7 @@ export interface KernelIpvsState {
   family: IPFamily;
   /** this family's address virtual servers, by virtualServerKey */
   virtualServers: Map<string, KernelVirtualServer>;
-  /** the sets Switchboard owns (both families' names and its swap sets) that exist, by name */
+  /** the family's sets Switchboard owns (kube-proxy's names and its swap sets) that exist, by name */
   ipsets: Map<string, KernelIpset>;
   /** this family's addresses on kube-ipvs0; null when the link does not exist */
   boundAddresses: Set<string> | null;
@@ -45,9 +45,19 @@ export function isSwapSetName(name: string, family?: IPFamily): boolean {
   return m !== null && (family === undefined || m[1] === (family === 'IPv4' ? '4' : '6'));
 }
 
-/** Whether a set name is one Switchboard owns (kube-proxy's, either family, or a swap set). */
-export function isOwnedSetName(name: string): boolean {
-  return ownedIpsetNames().includes(name) || isSwapSetName(name);
+const OWNED_SET_NAMES: Readonly<Record<IPFamily, ReadonlySet<string>>> = {
+  IPv4: new Set(IPSET_DEFINITIONS.map((d) => ipsetName(d.id, 'IPv4'))),
+  IPv6: new Set(IPSET_DEFINITIONS.map((d) => ipsetName(d.id, 'IPv6'))),
+};
+
+/**
+ * Whether a set name is one Switchboard owns (kube-proxy's or a swap set): of `family`, or
+ * of either family when none is given.
+ */
+export function isOwnedSetName(name: string, family?: IPFamily): boolean {
+  if (isSwapSetName(name, family)) return true;
+  if (family !== undefined) return OWNED_SET_NAMES[family].has(name);
+  return OWNED_SET_NAMES.IPv4.has(name) || OWNED_SET_NAMES.IPv6.has(name);
 }
 
 export function addressFamily(address: string): IPFamily | null {
@@ -62,13 +72,14 @@ export interface IpvsTools {
 
 /**
  * Reads the kernel state of one family: `ipvsadm -Sn` (filtered to the family), `ipset
- * list -n` then `ipset save NAME` for each existing set Switchboard owns (other agents' sets,
- * however large, are not read), and the family's addresses on kube-ipvs0.
+ * list -n` then `ipset save NAME` for each existing set of the family that Switchboard owns
+ * (other agents' sets, however large, and the other family's, which its own applier reads,
+ * are not read), and the family's addresses on kube-ipvs0.
  */
 export async function readKernelState(
   tools: IpvsTools,
   family: IPFamily,
-  link: typeof KUBE_IPVS0 | string,
+  link: string,
 ): Promise<KernelIpvsState> {
   const table = await tools.ipvsadm.readTable();
   const virtualServers = new Map<string, KernelVirtualServer>();
@@ -77,7 +88,7 @@ export async function readKernelState(
   }
   const ipsets = new Map<string, KernelIpset>();
   for (const name of await tools.ipset.listNames()) {
-    if (!isOwnedSetName(name)) continue;
+    if (!isOwnedSetName(name, family)) continue;
     const saved = await tools.ipset.save(name);
     if (saved) {
       const { type, family: setFamily, entries, options } = saved;

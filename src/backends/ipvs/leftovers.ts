@@ -32,8 +32,9 @@ import type { Iptables } from '../../kernel/iptables.js';
 import { Ipvsadm, IpvsadmRestoreError } from '../../kernel/ipvsadm.js';
 import type { KernelVirtualServer } from '../../kernel/ipvsadm-output.js';
 import type { Logger } from '../../log.js';
-import { cidrContains, type IPFamily, parseCIDR, parseIP } from '../../model/ip.js';
+import { cidrContains, type IPFamily, parseIP } from '../../model/ip.js';
 import { type Clock, systemClock, type TimerHandle } from '../../sync/clock.js';
+import { familyCIDRs } from '../common/local-traffic.js';
 import { IPVS_MODE_LEFTOVERS, planCleanup } from '../iptables/cleanup.js';
 import { IPSET_DEFINITIONS, ipsetName } from './ipsets.js';
 import { deleteVirtualServerLine, realServerLine } from './ipvsadm-text.js';
@@ -112,11 +113,7 @@ export async function removeIpvsState(input: RemoveIpvsStateInput): Promise<Ipvs
   const { runner, families, log } = input;
   const link = input.link ?? KUBE_IPVS0;
   const out = empty();
-  const excluded = input.excludeCIDRs.map((c) => {
-    const cidr = parseCIDR(c);
-    if (!cidr) throw new Error(`ipvs.excludeCIDRs: ${JSON.stringify(c)} is not a CIDR`);
-    return cidr;
-  });
+  const excluded = families.flatMap((f) => familyCIDRs(input.excludeCIDRs, f, 'ipvs.excludeCIDRs'));
 
   // 1. sets (after the iptables rules that used them)
   const ipset = new Ipset(runner);

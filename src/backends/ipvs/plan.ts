@@ -24,6 +24,7 @@ import { addressCommand, KUBE_IPVS0 } from '../../kernel/ip-link.js';
 import { canonicalEntry, IpsetEntryError } from '../../kernel/ipset-entries.js';
 import type { KernelRealServer, KernelVirtualServer } from '../../kernel/ipvsadm-output.js';
 import { cidrContains, type IPFamily, type ParsedCIDR, parseIP } from '../../model/ip.js';
+import { ipsetCreateLine } from './format.js';
 import { IPSET_DEFINITIONS, ipsetCreateOptions, ipsetName } from './ipsets.js';
 import {
   deleteRealServerLine,
@@ -119,7 +120,9 @@ export interface IpvsPlan {
 }
 
 function sameFlags(a: readonly SchedulerFlag[], b: readonly SchedulerFlag[]): boolean {
-  return a.length === b.length && [...a].sort().every((f, i) => f === [...b].sort()[i]);
+  if (a.length !== b.length) return false;
+  const sortedB = [...b].sort();
+  return [...a].sort().every((f, i) => f === sortedB[i]);
 }
 
 function serviceDiffers(want: VirtualServer, have: KernelVirtualServer): boolean {
@@ -455,7 +458,7 @@ function planIpsets(
     const want = canonical.get(set.name)!;
     const have = actual.ipsets.get(set.name);
     if (have !== undefined && memo.matchedSets.get(want) === have) continue;
-    const create = (name: string) => `create ${name} ${set.type} ${ipsetCreateOptions(set)}`;
+    const create = (name: string) => ipsetCreateLine({ name, type: set.type, family: set.family });
     const planned: KernelIpset = { name: set.name, type: set.type, family: set.family, entries: want };
     if (!have) {
       fills.push(create(set.name), ...[...want].sort().map((e) => `add ${set.name} ${e}`));

@@ -8,14 +8,20 @@
  * partial render: the state is always the whole desired state, and the applier diffs it.
  */
 
-import { parseIP } from '../../model/ip.js';
 import type { Endpoint, ServicePortState, Snapshot } from '../../model/types.js';
 import { emptyTable } from '../iptables/restore-text.js';
 import { IPVS_CHAINS } from './chains.js';
 import type { IpvsRenderContext } from './context.js';
 import { insideCIDRs } from './context.js';
 import { IPSET_DEFINITIONS, type IpsetId } from './ipsets.js';
-import type { IpsetState, IpvsIptables, IpvsState, RealServer, VirtualServer } from './state.js';
+import {
+  addressSortKey,
+  type IpsetState,
+  type IpvsIptables,
+  type IpvsState,
+  type RealServer,
+  type VirtualServer,
+} from './state.js';
 
 export interface IpvsRenderStats {
   servicePorts: number;
@@ -63,20 +69,6 @@ interface PortContribution {
   realServers: number;
   noLocalInternal: boolean;
   noLocalExternal: boolean;
-}
-
-/** `4` + 8 hex digits or `6` + 32: sorts byte-wise as addresses sort numerically, IPv4 first. */
-function addressSortKey(address: string): string {
-  let key: string;
-  if (address.includes(':')) {
-    key = '6';
-    for (const b of parseIP(address)!.bytes) key += b.toString(16).padStart(2, '0');
-  } else {
-    // canonical IPv4 (four decimal octets): no parse needed
-    key = '4';
-    for (const octet of address.split('.')) key += Number(octet).toString(16).padStart(2, '0');
-  }
-  return key;
 }
 
 const portSortKey = (port: number) => port.toString(16).padStart(4, '0');

@@ -122,6 +122,23 @@ export function compareAddresses(a: string, b: string): number {
   return 0;
 }
 
+/**
+ * A string whose native order is compareAddresses' for canonical addresses: `4` + 8 hex
+ * digits or `6` + 32. Sorting by it parses each address once, not once per comparison.
+ */
+export function addressSortKey(address: string): string {
+  let key: string;
+  if (address.includes(':')) {
+    key = '6';
+    for (const b of parseIP(address)!.bytes) key += b.toString(16).padStart(2, '0');
+  } else {
+    // canonical IPv4 (four decimal octets): no parse needed
+    key = '4';
+    for (const octet of address.split('.')) key += Number(octet).toString(16).padStart(2, '0');
+  }
+  return key;
+}
+
 /** The ipvs section's order: protocol name (SCTP < TCP < UDP), address, port. */
 export function compareVirtualServers(
   a: Pick<VirtualServer, 'protocol' | 'address' | 'port'>,
