@@ -52,7 +52,7 @@ const goSlice = <T>(items: readonly T[]): T[] | null => (items.length === 0 ? nu
 const duration = (ms: number): string => formatGoDuration(ms);
 
 /** kube-proxy's internal KubeProxyConfiguration, as Go's json.Marshal writes it. */
-export function internalConfiguration(config: KubeProxyConfiguration): Record<string, unknown> {
+function internalConfiguration(config: KubeProxyConfiguration): Record<string, unknown> {
   const ct = config.conntrack;
   return {
     Linux: {
