@@ -6,8 +6,7 @@
  * during a kernel command ended `run` with status 143 and no "stopped"). A second signal
  * means "now": it exits at once with 128 + the signal's number.
  */
-
-const SIGNAL_NUMBER: Readonly<Record<'SIGINT' | 'SIGTERM', number>> = { SIGINT: 2, SIGTERM: 15 };
+import { constants } from 'node:os';
 
 export interface StopSignal {
   /** resolves with the first signal */
@@ -28,7 +27,7 @@ export function listenForStop(exit: (code: number) => void = (code) => process.e
       first = signal;
       resolve(signal);
     } else {
-      exit(128 + (SIGNAL_NUMBER[signal as 'SIGINT' | 'SIGTERM'] ?? 15));
+      exit(128 + constants.signals[signal]);
     }
   };
   process.on('SIGTERM', onSignal);

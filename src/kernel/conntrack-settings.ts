@@ -32,8 +32,8 @@ import { NotWritableError, type ProcFiles, sysctlPath } from './proc-files.js';
 
 export type ConntrackConfig = KubeProxyConfiguration['conntrack'];
 
-export const CONNTRACK_MAX = 'net.netfilter.nf_conntrack_max';
-export const CONNTRACK_HASHSIZE_PATH = '/sys/module/nf_conntrack/parameters/hashsize';
+const CONNTRACK_MAX = 'net.netfilter.nf_conntrack_max';
+const CONNTRACK_HASHSIZE_PATH = '/sys/module/nf_conntrack/parameters/hashsize';
 
 interface NamespaceSetting {
   sysctl: string;

@@ -113,7 +113,7 @@ const DEFAULT_TIMEOUT_MS = 60_000;
  * output is cut and the command killed, so every full sync of such a node would fail. This
  * is close to V8's longest string (2^29 - 24 characters on 64-bit), which caps it anyway.
  */
-export const MAX_OUTPUT_CHARS = 500_000_000;
+const MAX_OUTPUT_CHARS = 500_000_000;
 
 /** Runs commands for real, with execa. */
 export class ExecaRunner implements CommandRunner {

@@ -14,6 +14,7 @@
  */
 import { formatGoDuration } from '../config/duration.js';
 import type { KubeProxyConfiguration } from '../config/kubeproxy.js';
+import { isRecord } from '../model/raw.js';
 
 export const CONFIGZ_GROUP = 'kubeproxy.config.k8s.io';
 
@@ -25,16 +26,12 @@ const LOGGING_DEFAULTS = {
   options: { text: { infoBufferSize: '0' }, json: { infoBufferSize: '0' } },
 };
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
 /** `given` laid over `defaults`, recursively (objects only). */
 function overlay(defaults: Record<string, unknown>, given: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...defaults };
   for (const [key, value] of Object.entries(given)) {
     const base = out[key];
-    out[key] = isPlainObject(base) && isPlainObject(value) ? overlay(base, value) : value;
+    out[key] = isRecord(base) && isRecord(value) ? overlay(base, value) : value;
   }
   return out;
 }
@@ -52,7 +49,7 @@ const goSlice = <T>(items: readonly T[]): T[] | null => (items.length === 0 ? nu
 const duration = (ms: number): string => formatGoDuration(ms);
 
 /** kube-proxy's internal KubeProxyConfiguration, as Go's json.Marshal writes it. */
-export function internalConfiguration(config: KubeProxyConfiguration): Record<string, unknown> {
+function internalConfiguration(config: KubeProxyConfiguration): Record<string, unknown> {
   const ct = config.conntrack;
   return {
     Linux: {

@@ -18,12 +18,12 @@
  *   per family, and a family whose sync fails drops the times it checked out (observed only
  *   after a successful restore).
  */
+import { SERVICE_NAME_LABEL } from '../model/endpoint-slice.js';
 import type { IPFamily } from '../model/ip.js';
 import { isRecord } from '../model/raw.js';
 import type { ObjectEvent } from '../model/store.js';
 
 export const LAST_CHANGE_TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
-const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
 /** One change a sync applies: its service, the family of its slice, and when it was triggered. */
 export interface TriggerTime {

@@ -356,6 +356,11 @@ export class FakeIpset {
     return set ? [...set.entries].sort() : undefined;
   }
 
+  /** Whether the set exists (what iptables checks for `--match-set`). */
+  has(name: string): boolean {
+    return this.sets.has(name);
+  }
+
   names(): string[] {
     return [...this.sets.keys()];
   }

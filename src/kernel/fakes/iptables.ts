@@ -17,9 +17,8 @@
 import { splitRuleWords } from '../../backends/iptables/cleanup.js';
 import { savedForm } from '../../backends/iptables/saved-form.js';
 import type { IPFamily } from '../../model/ip.js';
+import type { Backend } from '../backend.js';
 import type { RunResult } from '../exec.js';
-
-type Backend = 'nft' | 'legacy';
 
 const BUILTIN: Readonly<Record<string, readonly string[]>> = {
   filter: ['INPUT', 'FORWARD', 'OUTPUT'],
@@ -72,7 +71,7 @@ class Refusal extends Error {
 }
 
 /** Re-joins words, quoting those that need it to stay one word (iptables-save's own quoting is saved-form.ts's). */
-export function saveForm(words: readonly string[]): string {
+function saveForm(words: readonly string[]): string {
   return words.map((w) => (w === '' || /[\s"]/.test(w) ? `"${w.replace(/"/g, '\\"')}"` : w)).join(' ');
 }
 

@@ -26,7 +26,7 @@
  * Tests can set per-real-server connection counts, remove schedulers (a missing module),
  * and interfere after a restore (another agent changing the table).
  */
-import { IPVS_SCHEDULERS } from '../../backends/ipvs/state.js';
+import { IPVS_SCHEDULERS, virtualServerKey } from '../../backends/ipvs/state.js';
 import { type IPFamily, parseIP } from '../../model/ip.js';
 import type { Protocol } from '../../model/types.js';
 import type { RunResult } from '../exec.js';
@@ -462,15 +462,10 @@ export class FakeIpvsadm {
     return this.services.size;
   }
 
-  /** `TCP 10.96.0.10:80` → its service, as virtualServerKey prints keys. */
+  /** `TCP 10.96.0.10:80` (virtualServerKey's form) → its service. */
   private findService(key: string): FakeService {
     for (const svc of this.services.values()) {
-      if (
-        svc.spec.kind === 'address' &&
-        `${svc.spec.protocol} ${hostPort(svc.spec.address, svc.spec.port)}` === key
-      ) {
-        return svc;
-      }
+      if (svc.spec.kind === 'address' && virtualServerKey(svc.spec) === key) return svc;
     }
     throw new Error(`fake ipvsadm: no service ${key}`);
   }

@@ -53,7 +53,7 @@ export class FakeNode implements CommandRunner {
     this.real = new Set(options.real ?? []);
     this.fallback = options.fallback;
     this.ipset.references = (name) => this.iptables.setReferences(name);
-    this.iptables.setExists = (name) => this.ipset.entries(name) !== undefined;
+    this.iptables.setExists = (name) => this.ipset.has(name);
   }
 
   private toolOf(cmd: string, args: readonly string[]): FakeTool | 'test' | null {
