@@ -54,7 +54,7 @@ import {
   savedRuleLines,
 } from './kernel-diff.js';
 import { addStaleChains, FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
-import { type RestoreTable, restorePieces, type TableName } from './restore-text.js';
+import { type RestoreTable, restoreLineCount, restorePieces, type TableName } from './restore-text.js';
 
 /** Fixed chains' rules as written, keyed `<table> <chain>`. */
 export type FixedChainContents = Map<string, readonly string[]>;
@@ -125,12 +125,6 @@ function kernelChains(saved: SavedTables): KernelChains {
     }
   }
   return { nat: new Set(nat.keys()), appendEntryChains };
-}
-
-function countLines(pieces: readonly string[]): number {
-  let n = 0;
-  for (const text of pieces) for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
-  return n;
 }
 
 /** Wall time of a sync's phases, for the sync log. */
@@ -468,7 +462,7 @@ export class IptablesBackend implements ProxyBackend {
         }
         throw e;
       }
-      lines += countLines(text);
+      lines += restoreLineCount(nonEmpty);
     }
     if (total > 1)
       this.log.info({ transactions: total, lines }, 'large full sync applied in bounded transactions');
