@@ -411,11 +411,11 @@ export class IptablesBackend implements ProxyBackend {
       }
     }
     await Promise.all(reads);
-    const before = [render.filter, render.nat].map((t) => new Set(t.chains.keys()));
     dropChainsTheKernelHolds(render.filter, held, this.family);
     dropChainsTheKernelHolds(render.nat, held, this.family);
-    return [render.filter, render.nat].flatMap((t, i) =>
-      [...before[i]!].filter((c) => !t.chains.has(c)).map((c) => `${t.name} ${c}`),
+    // `held` has only chains the render declared: those it no longer declares were dropped.
+    return [render.filter, render.nat].flatMap((t) =>
+      [...held.get(t.name)!.keys()].filter((c) => !t.chains.has(c)).map((c) => `${t.name} ${c}`),
     );
   }
 
