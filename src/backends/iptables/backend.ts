@@ -164,9 +164,10 @@ export interface IptablesBackendConfig {
   chunking?: Partial<ChunkingOptions>;
   /**
    * Runs once, after the first successful full sync (again after the next full sync if it
-   * throws): e.g. removing IPVS mode's leftovers once iptables mode's rules are in place.
+   * throws), given this backend's Iptables: e.g. removing IPVS mode's leftovers once
+   * iptables mode's rules are in place.
    */
-  afterFirstFullSync?: () => Promise<void>;
+  afterFirstFullSync?: (iptables: Iptables) => Promise<void>;
 }
 
 const DEFAULT_WAIT = ['-w', '5'] as const;
@@ -193,7 +194,7 @@ export class IptablesBackend implements ProxyBackend {
   private chains: Set<string> | null = null;
   private lastFixed: FixedChainContents = new Map();
   private canariesMade = false;
-  private afterFirstFullSync: (() => Promise<void>) | undefined;
+  private afterFirstFullSync: ((iptables: Iptables) => Promise<void>) | undefined;
   /** a kernel read started by starting(), for the first full sync */
   private readAhead: { startedMs: number; text: Promise<string> } | null = null;
 
@@ -296,9 +297,9 @@ export class IptablesBackend implements ProxyBackend {
     }
   }
 
-  private async runAfterFirstFullSync(hook: () => Promise<void>): Promise<void> {
+  private async runAfterFirstFullSync(hook: (iptables: Iptables) => Promise<void>): Promise<void> {
     try {
-      await hook();
+      await hook(this.iptables);
       this.afterFirstFullSync = undefined;
     } catch (e) {
       this.log.warn({ err: e }, 'after-first-full-sync step failed; retrying after the next full sync');
@@ -528,10 +529,7 @@ export async function createIptablesBackends(input: CreateIptablesBackendsInput)
         waitFlags: wait,
         ...(input.chunking ? { chunking: input.chunking } : {}),
         ...(input.afterFirstFullSync
-          ? {
-              afterFirstFullSync: () =>
-                input.afterFirstFullSync!(family, new Iptables(runner, backend, { waitFlags: wait })),
-            }
+          ? { afterFirstFullSync: (iptables: Iptables) => input.afterFirstFullSync!(family, iptables) }
           : {}),
       }),
   );
