@@ -152,7 +152,7 @@ export interface CleanupPolicy {
 }
 
 /** `switchboard cleanup`: everything either mode (and kube-proxy's) creates. */
-export const ALL_MODES: CleanupPolicy = {
+const ALL_MODES: CleanupPolicy = {
   removes: (table, chain, kubeletPresent) =>
     isIptablesModeChain(table, chain, kubeletPresent) || isIpvsOnlyChain(table, chain),
 };
