@@ -241,7 +241,7 @@ function readBody(res: IncomingMessage, signal: AbortSignal): Promise<string> {
 }
 
 /** One line of a watch stream: `{"type": ..., "object": ...}`; null if it is not one. */
-export function parseWatchEvent(line: string): { type: string; object: unknown } | null {
+function parseWatchEvent(line: string): { type: string; object: unknown } | null {
   let event: unknown;
   try {
     event = JSON.parse(line);

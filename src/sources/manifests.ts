@@ -13,7 +13,7 @@ import { parseManifestText } from './manifest-parse.js';
 /** The --from path that stands for standard input. */
 export const STDIN_PATH = '-';
 /** How standard input is named in messages. */
-export const STDIN_NAME = '<stdin>';
+const STDIN_NAME = '<stdin>';
 
 const KINDS: Record<string, { kind: ObjectKind; apiVersion: string }> = {
   Service: { kind: 'Service', apiVersion: 'v1' },
@@ -89,7 +89,7 @@ export async function manifestFiles(path: string): Promise<string[]> {
 }
 
 /** Everything on standard input, as text. */
-export async function readStandardInput(): Promise<string> {
+async function readStandardInput(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');

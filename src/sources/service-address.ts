@@ -86,11 +86,7 @@ export function findServiceAddress(
 }
 
 /** The error an operator gets: the address, why it cannot work, and the chart value to set. */
-export function serviceAddressMessage(
-  server: string,
-  finding: ServiceAddressFinding,
-  reason: string,
-): string {
+function serviceAddressMessage(server: string, finding: ServiceAddressFinding, reason: string): string {
   return (
     `cannot reach the API server at ${server} (${reason}): ${finding.host} is the ClusterIP of the ` +
     `"kubernetes" Service (${finding.variable}), which leads to the API server only once a service proxy ` +

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildRenderContext, formatMark, type IptablesOptions } from '../../src/backends/iptables/context.js';
+import { formatMark } from '../../src/backends/common/local-traffic.js';
+import { buildRenderContext, type IptablesOptions } from '../../src/backends/iptables/context.js';
 import { InputError } from '../../src/errors.js';
 import type { IPFamily } from '../../src/model/ip.js';
 import type { NodeInfo } from '../../src/model/types.js';

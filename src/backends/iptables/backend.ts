@@ -54,7 +54,7 @@ import {
   savedRuleLines,
 } from './kernel-diff.js';
 import { addStaleChains, FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
-import { type RestoreTable, restorePieces, type TableName } from './restore-text.js';
+import { type RestoreTable, restoreLineCount, restorePieces, type TableName } from './restore-text.js';
 
 /** Fixed chains' rules as written, keyed `<table> <chain>`. */
 export type FixedChainContents = Map<string, readonly string[]>;
@@ -127,12 +127,6 @@ function kernelChains(saved: SavedTables): KernelChains {
   return { nat: new Set(nat.keys()), appendEntryChains };
 }
 
-function countLines(pieces: readonly string[]): number {
-  let n = 0;
-  for (const text of pieces) for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
-  return n;
-}
-
 /** Wall time of a sync's phases, for the sync log. */
 class PhaseTimer {
   readonly laps: Record<string, number> = {};
@@ -170,9 +164,10 @@ export interface IptablesBackendConfig {
   chunking?: Partial<ChunkingOptions>;
   /**
    * Runs once, after the first successful full sync (again after the next full sync if it
-   * throws): e.g. removing IPVS mode's leftovers once iptables mode's rules are in place.
+   * throws), given this backend's Iptables: e.g. removing IPVS mode's leftovers once
+   * iptables mode's rules are in place.
    */
-  afterFirstFullSync?: () => Promise<void>;
+  afterFirstFullSync?: (iptables: Iptables) => Promise<void>;
 }
 
 const DEFAULT_WAIT = ['-w', '5'] as const;
@@ -199,7 +194,7 @@ export class IptablesBackend implements ProxyBackend {
   private chains: Set<string> | null = null;
   private lastFixed: FixedChainContents = new Map();
   private canariesMade = false;
-  private afterFirstFullSync: (() => Promise<void>) | undefined;
+  private afterFirstFullSync: ((iptables: Iptables) => Promise<void>) | undefined;
   /** a kernel read started by starting(), for the first full sync */
   private readAhead: { startedMs: number; text: Promise<string> } | null = null;
 
@@ -302,9 +297,9 @@ export class IptablesBackend implements ProxyBackend {
     }
   }
 
-  private async runAfterFirstFullSync(hook: () => Promise<void>): Promise<void> {
+  private async runAfterFirstFullSync(hook: (iptables: Iptables) => Promise<void>): Promise<void> {
     try {
-      await hook();
+      await hook(this.iptables);
       this.afterFirstFullSync = undefined;
     } catch (e) {
       this.log.warn({ err: e }, 'after-first-full-sync step failed; retrying after the next full sync');
@@ -417,11 +412,11 @@ export class IptablesBackend implements ProxyBackend {
       }
     }
     await Promise.all(reads);
-    const before = [render.filter, render.nat].map((t) => new Set(t.chains.keys()));
     dropChainsTheKernelHolds(render.filter, held, this.family);
     dropChainsTheKernelHolds(render.nat, held, this.family);
-    return [render.filter, render.nat].flatMap((t, i) =>
-      [...before[i]!].filter((c) => !t.chains.has(c)).map((c) => `${t.name} ${c}`),
+    // `held` has only chains the render declared: those it no longer declares were dropped.
+    return [render.filter, render.nat].flatMap((t) =>
+      [...held.get(t.name)!.keys()].filter((c) => !t.chains.has(c)).map((c) => `${t.name} ${c}`),
     );
   }
 
@@ -468,7 +463,7 @@ export class IptablesBackend implements ProxyBackend {
         }
         throw e;
       }
-      lines += countLines(text);
+      lines += restoreLineCount(nonEmpty);
     }
     if (total > 1)
       this.log.info({ transactions: total, lines }, 'large full sync applied in bounded transactions');
@@ -534,10 +529,7 @@ export async function createIptablesBackends(input: CreateIptablesBackendsInput)
         waitFlags: wait,
         ...(input.chunking ? { chunking: input.chunking } : {}),
         ...(input.afterFirstFullSync
-          ? {
-              afterFirstFullSync: () =>
-                input.afterFirstFullSync!(family, new Iptables(runner, backend, { waitFlags: wait })),
-            }
+          ? { afterFirstFullSync: (iptables: Iptables) => input.afterFirstFullSync!(family, iptables) }
           : {}),
       }),
   );

@@ -37,7 +37,7 @@ import type { Logger } from '../../log.js';
 import type { IPFamily } from '../../model/ip.js';
 import { isIpvsOnlyChain, isSharedChain, modeOnlySharedJumps } from '../ipvs/chains.js';
 import { isServiceChain } from './chain-names.js';
-import { CANARY_CHAIN, CANARY_TABLES, type JumpRule } from './jump-rules.js';
+import { CANARY_CHAIN, type JumpRule } from './jump-rules.js';
 import { FIXED_CHAINS } from './render.js';
 
 const KUBELET_CANARY = 'KUBE-KUBELET-CANARY';
@@ -152,17 +152,15 @@ export interface CleanupPolicy {
 }
 
 /** `switchboard cleanup`: everything either mode (and kube-proxy's) creates. */
-export const ALL_MODES: CleanupPolicy = {
+const ALL_MODES: CleanupPolicy = {
   removes: (table, chain, kubeletPresent) =>
     isIptablesModeChain(table, chain, kubeletPresent) || isIpvsOnlyChain(table, chain),
 };
 
 /** Starting in IPVS mode: iptables mode's chains and jumps, keeping the chains IPVS mode uses. */
 export const IPTABLES_MODE_LEFTOVERS: CleanupPolicy = {
-  removes: (table, chain) =>
-    (isIptablesModeChain(table, chain, true) ||
-      (chain === CANARY_CHAIN && (CANARY_TABLES as readonly string[]).includes(table))) &&
-    !isSharedChain(table, chain),
+  // The canaries (in every CANARY_TABLES table) are among iptables mode's chains (OURS).
+  removes: (table, chain) => isIptablesModeChain(table, chain, true) && !isSharedChain(table, chain),
   edits: isSharedChain,
   alsoDeletes: modeOnlySharedJumps('iptables'),
 };

@@ -17,9 +17,6 @@ import {
   nodePortCIDRs,
 } from '../common/local-traffic.js';
 
-export type { DetectLocalMode, LocalDetector } from '../common/local-traffic.js';
-export { formatMark } from '../common/local-traffic.js';
-
 /** The subset of the configuration and host facts the renderer depends on. */
 export interface IptablesOptions {
   masqueradeAll: boolean;

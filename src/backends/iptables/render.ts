@@ -155,12 +155,8 @@ export class IptablesRenderer {
       return kept;
     };
     const keptOf: KeptOf = (sp) => this.cache.get(sp) ?? renderPort(sp);
-    const ownOf: OwnOf = (sp) => {
-      const own = rendered.get(sp);
-      if (own) return own;
-      renderPort(sp);
-      return rendered.get(sp)!;
-    };
+    // A kept port's own chains are rendered anew; what is kept of it stays as it is.
+    const ownOf: OwnOf = (sp) => rendered.get(sp) ?? renderServicePort(sp, ctx, largeCluster).own;
     const ports = new Set(snapshot.servicePorts);
     const previous = this.previous;
     // Only valid when the kernel holds what the previous render left: the caller says so
