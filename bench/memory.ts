@@ -75,6 +75,8 @@ export interface SteadyFigures {
   heapUsedMiB: number;
   /** heap used after a forced full GC, MiB */
   liveHeapMiB: number;
+  /** RSS a moment after that GC, MiB */
+  rssAfterGcMiB: number;
 }
 
 /** Samples the process for `windowMs` while it idles (its timers keep running), then forces a GC. */
@@ -87,7 +89,9 @@ export async function steadyFigures(windowMs: number): Promise<SteadyFigures> {
   }
   const heapUsedMiB = process.memoryUsage().heapUsed / MiB;
   collectGarbage();
-  return { rssMiB: median(samples), heapUsedMiB, liveHeapMiB: process.memoryUsage().heapUsed / MiB };
+  const liveHeapMiB = process.memoryUsage().heapUsed / MiB;
+  await new Promise((r) => setTimeout(r, 1000));
+  return { rssMiB: median(samples), heapUsedMiB, liveHeapMiB, rssAfterGcMiB: rssMiB() };
 }
 
 const USAGE_MARK = 'BENCH_USAGE ';

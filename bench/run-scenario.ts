@@ -263,7 +263,7 @@ export async function runRunPathScenario(
       );
     say(
       `steady: RSS ${Math.round(result.steady.rssMiB)} MiB, heap used ${Math.round(result.steady.heapUsedMiB)} MiB ` +
-        `(live ${Math.round(result.steady.liveHeapMiB)} MiB)`,
+        `(live ${Math.round(result.steady.liveHeapMiB)} MiB, RSS ${Math.round(result.steady.rssAfterGcMiB)} MiB after a forced GC)`,
     );
     result.floorMs = await oneRuleRestoreMs(inNetns(root, ns.name), backend);
     say(`floor (one chain, one rule): ${result.floorMs.toFixed(1)} ms`);
