@@ -19,7 +19,8 @@
  * Options: `--scenarios 1000x10,10000x10`; `--suites render,manifest,kernel,run` (default
  * all) picks the parts; `--compiled` runs the children on tsc output instead of tsx (see
  * compile.ts); `--manifest-rounds <n>` (default 3); `--max-old-space-size <MiB>` runs the
- * run path's proxy (and its `run --once` child) with that V8 heap cap, as the chart does;
+ * run path's proxy (and its `run --once` child) with that V8 heap cap, as the chart does
+ * (`--max-semi-space-size <MiB>` likewise caps its young generation);
  * `--no-kernel` skips the kernel and run parts (skipped anyway, with the reason, without root
  * or `ip netns`); `--backends nft,legacy`; `--kernel-time-box <seconds>` (default 600) stops
  * one kernel or run child that takes longer; `--ipvs` adds the IPVS rows, measured in the VM
@@ -224,6 +225,15 @@ function parseHeapCap(text: string | undefined): string[] {
   return [`--max-old-space-size=${mib}`];
 }
 
+/** `--max-semi-space-size <MiB>`: V8's young-generation semi-space cap for the run path's proxy. */
+function parseSemiSpaceCap(text: string | undefined): string[] {
+  if (text === undefined) return [];
+  const mib = Number(text);
+  if (!Number.isInteger(mib) || mib <= 0)
+    throw new Error(`--max-semi-space-size: expected MiB > 0, got ${text}`);
+  return [`--max-semi-space-size=${mib}`];
+}
+
 function parseRounds(text: string | undefined): number {
   if (text === undefined) return DEFAULT_MANIFEST_ROUNDS;
   const n = Number(text);
@@ -398,6 +408,7 @@ async function main(): Promise<number> {
       backends: { type: 'string' },
       'kernel-time-box': { type: 'string' },
       'manifest-rounds': { type: 'string' },
+      'max-semi-space-size': { type: 'string' },
       ipvs: { type: 'boolean' },
       'ipvs-time-box': { type: 'string' },
       'max-old-space-size': { type: 'string' },
@@ -432,7 +443,10 @@ async function main(): Promise<number> {
     backends: (values.backends?.split(',') ?? ALL_BACKENDS).map((b) => parseBackend(b.trim(), '--backends')),
     timeBoxS: parseTimeBox(values['kernel-time-box']),
     manifestRounds: parseRounds(values['manifest-rounds']),
-    runNodeFlags: parseHeapCap(values['max-old-space-size']),
+    runNodeFlags: [
+      ...parseHeapCap(values['max-old-space-size']),
+      ...parseSemiSpaceCap(values['max-semi-space-size']),
+    ],
   });
   if (!values.ipvs || code === 130) return code;
   return Math.max(code, await runIpvsRows(scenarios, parseTimeBox(values['ipvs-time-box'] ?? '2400')));

@@ -38,7 +38,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { writeHeapSnapshot } from 'node:v8';
 import type { Backend } from '../src/kernel/backend.js';
-import { ExecaRunner, inNetns } from '../src/kernel/exec.js';
+import { type CommandRunner, ExecaRunner, inNetns } from '../src/kernel/exec.js';
+import { Iptables } from '../src/kernel/iptables.js';
 import type { SyncReport } from '../src/sync/backend.js';
 import { oneRuleRestoreMs, usePrivateXtablesLock } from './kernel-scenario.js';
 import {
@@ -80,6 +81,16 @@ export interface RunPathResult {
   eventToSynced: { ms: number; minMs: number; maxMs: number; syncMs: number } | null;
   /** a restore of one chain with one rule into the same table (median of 3) */
   floorMs: number | null;
+  /**
+   * one `iptables-save` of the same table, as the proxy's full sync reads it: the floor of a
+   * restart over unchanged rules (which must read them all)
+   */
+  saveMs: number | null;
+  /**
+   * the same rules written into an empty namespace the way kube-proxy writes them, by the API
+   * double's process (its render included): the floor of a first sync from an empty table
+   */
+  kernelWriteMs: number | null;
   restart: StartFigures | null;
   takeover: StartFigures | null;
   /** RSS before the proxy started (node, modules, the benchmark), MiB */
@@ -124,6 +135,13 @@ function startFigures(start: ProxyStart, peakRssMiB: number): StartFigures {
     cpuMs: start.cpu.selfMs,
     childCpuMs: start.cpu.childrenMs,
   };
+}
+
+/** One iptables-save of every table of the family, as a full sync reads the kernel. */
+async function saveMs(runner: CommandRunner, backend: Backend): Promise<number> {
+  const t0 = performance.now();
+  await new Iptables(runner, backend).save('IPv4');
+  return performance.now() - t0;
 }
 
 function syncLines(report: SyncReport): number {
@@ -191,6 +209,8 @@ export function runPathNotMeasured(scenario: string, backend: Backend): RunPathR
     firstSync: null,
     eventToSynced: null,
     floorMs: null,
+    saveMs: null,
+    kernelWriteMs: null,
     restart: null,
     takeover: null,
     baseRssMiB: null,
@@ -267,6 +287,8 @@ export async function runRunPathScenario(
     );
     result.floorMs = await oneRuleRestoreMs(inNetns(root, ns.name), backend);
     say(`floor (one chain, one rule): ${result.floorMs.toFixed(1)} ms`);
+    result.saveMs = await saveMs(inNetns(root, ns.name), backend);
+    say(`iptables-save of the whole table: ${Math.round(result.saveMs)} ms`);
     publish();
 
     await run.stopProxy();
@@ -284,7 +306,8 @@ export async function runRunPathScenario(
     say('takeover: writing the rules the way kube-proxy does ...');
     const t0 = performance.now();
     await run.writeLikeKubeProxy(other.name);
-    say(`  written in ${Math.round(performance.now() - t0)} ms; starting the proxy on them ...`);
+    result.kernelWriteMs = performance.now() - t0;
+    say(`  written in ${Math.round(result.kernelWriteMs)} ms; starting the proxy on them ...`);
     result.takeover = await measuredStart(run, other.name);
     say(
       `takeover: ${Math.round(result.takeover.ms)} ms, ${result.takeover.restoreLines} restore lines, ` +
