@@ -158,7 +158,7 @@ export class ObjectStore {
     } else {
       const fingerprint = fingerprintOf(event.object);
       if (existing && existing.fingerprint === fingerprint) return [];
-      const { slice, problems } = parseEndpointSlice(event.object);
+      const { slice, problems } = parseEndpointSlice(event.object, this.nodeName);
       this.setProblems(problemKey, problems);
       detach();
       const serviceKey = slice ? `${slice.namespace}/${slice.serviceName}` : null;

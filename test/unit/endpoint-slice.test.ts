@@ -27,8 +27,10 @@ function rawSlice(
   };
 }
 
+const NODE = 'node-1';
+
 function parsed(raw: unknown): ParsedSlice {
-  const { slice, problems } = parseEndpointSlice(raw);
+  const { slice, problems } = parseEndpointSlice(raw, NODE);
   expect(problems).toEqual([]);
   return slice!;
 }
@@ -36,7 +38,13 @@ function parsed(raw: unknown): ParsedSlice {
 const KEY = portKey('p80', 'TCP');
 
 function merged(slices: unknown[], family: 'IPv4' | 'IPv6' = 'IPv4') {
-  return mergeSlices(slices.map(parsed), family, 'node-1');
+  return mergeSlices(slices.map(parsed), family);
+}
+
+/** The endpoints of the slice's only port. */
+function endpointsOf(slice: ParsedSlice) {
+  expect(slice.ports).toHaveLength(1);
+  return slice.ports[0]!.endpoints;
 }
 
 describe('parseEndpointSlice (spec §2.1)', () => {
@@ -48,7 +56,7 @@ describe('parseEndpointSlice (spec §2.1)', () => {
         { addresses: ['10.0.0.3'], conditions: { ready: null, serving: null, terminating: null } },
       ]),
     );
-    expect(slice.endpoints.map((e) => [e.ready, e.serving, e.terminating])).toEqual([
+    expect(endpointsOf(slice).map((e) => [e.ready, e.serving, e.terminating])).toEqual([
       [true, true, false],
       [false, true, true],
       [true, true, false],
@@ -67,7 +75,7 @@ describe('parseEndpointSlice (spec §2.1)', () => {
         { addresses: ['10.0.0.2'], hints: { forZones: [], forNodes: [] } },
       ]),
     );
-    const [a, b] = slice.endpoints;
+    const [a, b] = endpointsOf(slice);
     expect(a).toMatchObject({ nodeName: 'node-1', zone: 'zone-a' });
     expect([...a!.zoneHints!]).toEqual(['zone-a']);
     expect([...a!.nodeHints!]).toEqual(['node-1']);
@@ -87,21 +95,22 @@ describe('parseEndpointSlice (spec §2.1)', () => {
       }),
     );
     expect(slice.ports).toEqual([
-      { name: '', port: 81, protocol: 'TCP' },
-      { name: 'c', port: 82, protocol: 'UDP' },
+      { name: '', port: 81, protocol: 'TCP', endpoints: [] },
+      { name: 'c', port: 82, protocol: 'UDP', endpoints: [] },
     ]);
   });
 
   it('skips FQDN slices endpoints without complaint', () => {
     const slice = parsed(rawSlice('s1', [{ addresses: ['example.com'] }], { addressType: 'FQDN' }));
-    expect(slice.endpoints).toEqual([]);
+    expect(endpointsOf(slice)).toEqual([]);
   });
 
   it('reports a bad endpoint and keeps the others', () => {
     const { slice, problems } = parseEndpointSlice(
       rawSlice('s1', [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.300'] }, { addresses: [] }]),
+      NODE,
     );
-    expect(slice!.endpoints.map((e) => e.ip)).toEqual(['10.0.0.1']);
+    expect(endpointsOf(slice!).map((e) => e.ip)).toEqual(['10.0.0.1']);
     expect(problems.map((p) => p.field)).toEqual(['endpoints[1].addresses[0]', 'endpoints[2].addresses']);
     expect(problems[0]!.ref).toEqual({ kind: 'EndpointSlice', namespace: 'ns1', name: 's1' });
   });
@@ -109,7 +118,7 @@ describe('parseEndpointSlice (spec §2.1)', () => {
   it('refuses a slice without the service-name label', () => {
     const raw = rawSlice('s1', [{ addresses: ['10.0.0.1'] }]);
     raw.metadata.labels = {} as typeof raw.metadata.labels;
-    const { slice, problems } = parseEndpointSlice(raw);
+    const { slice, problems } = parseEndpointSlice(raw, NODE);
     expect(slice).toBeNull();
     expect(problems[0]!.field).toBe('metadata.labels["kubernetes.io/service-name"]');
   });
