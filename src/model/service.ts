@@ -4,6 +4,7 @@
  * never describe half of it.
  */
 import type { ObjectProblem } from '../errors.js';
+import { NONE } from './collections.js';
 import { type IPFamily, type ParsedCIDR, parseCIDR, parseIP } from './ip.js';
 import { invalidDns1035Label, invalidDns1123Label, invalidPort } from './names.js';
 import { arr, FieldError, isRecord, obj, optNum, optStr, type RawObject, refOf } from './raw.js';
@@ -68,22 +69,24 @@ function parseServiceFields(raw: RawObject): ParsedService {
     throw new FieldError('spec.type', `unsupported value ${JSON.stringify(type)}`);
   }
 
-  const base = {
-    namespace,
-    name: name as string,
-    clusterIPs: {},
-    type,
-    ports: [],
-    externalIPs: [],
-    loadBalancerVIPs: [],
-    sourceRanges: [],
-    stickySeconds: 0,
-    externalPolicyLocal: false,
-    internalPolicyLocal: false,
-    healthCheckNodePort: 0,
-  };
   const clusterIP = optStr(spec, 'clusterIP', 'spec.clusterIP') ?? '';
-  if (type === 'ExternalName' || clusterIP === '' || clusterIP === 'None') return { ...base, ignored: true };
+  if (type === 'ExternalName' || clusterIP === '' || clusterIP === 'None') {
+    return {
+      namespace,
+      name: name as string,
+      ignored: true,
+      clusterIPs: {},
+      type,
+      ports: [],
+      externalIPs: [],
+      loadBalancerVIPs: [],
+      sourceRanges: [],
+      stickySeconds: 0,
+      externalPolicyLocal: false,
+      internalPolicyLocal: false,
+      healthCheckNodePort: 0,
+    };
+  }
 
   const clusterIPs: Partial<Record<IPFamily, string>> = {};
   const families = arr(spec, 'ipFamilies', 'spec.ipFamilies');
@@ -191,10 +194,14 @@ function parseServiceFields(raw: RawObject): ParsedService {
   const hcnpErr = invalidPort(hcnp, 0);
   if (hcnpErr) throw new FieldError('spec.healthCheckNodePort', hcnpErr);
 
+  // Literals, not `{ ...base, ... }`: V8 gave each spread result a hidden class of its own
+  // (~250 bytes per Service).
   return {
-    ...base,
+    namespace,
+    name: name as string,
     ignored: false,
     clusterIPs,
+    type,
     ports,
     externalIPs,
     loadBalancerVIPs,
@@ -207,17 +214,23 @@ function parseServiceFields(raw: RawObject): ParsedService {
 }
 
 /** The family's source ranges; a zero-length prefix means "allow any", the same as none (kube-proxy). */
-function sourceRangesFor(svc: ParsedService, family: IPFamily): string[] {
+function sourceRangesFor(svc: ParsedService, family: IPFamily): readonly string[] {
   const ranges = svc.sourceRanges.filter((r) => r.family === family);
-  return ranges.some((r) => r.prefix === 0) ? [] : ranges.map((r) => r.text);
+  return ranges.length === 0 || ranges.some((r) => r.prefix === 0) ? NONE : ranges.map((r) => r.text);
 }
 
 /** The ServicePorts of one family (none when the Service has no ClusterIP of it). */
 export function servicePortsForFamily(svc: ParsedService, family: IPFamily): ServicePort[] {
   const clusterIP = svc.clusterIPs[family];
   if (svc.ignored || !clusterIP) return [];
-  const ofFamily = (list: { family: IPFamily; text: string }[]) =>
-    list.filter((x) => x.family === family).map((x) => x.text);
+  // Computed once for all the ports, which share them (and NONE when empty, the usual case).
+  const ofFamily = (list: { family: IPFamily; text: string }[]): readonly string[] => {
+    const texts = list.filter((x) => x.family === family).map((x) => x.text);
+    return texts.length === 0 ? NONE : texts;
+  };
+  const externalIPs = ofFamily(svc.externalIPs);
+  const loadBalancerVIPs = ofFamily(svc.loadBalancerVIPs);
+  const loadBalancerSourceRanges = sourceRangesFor(svc, family);
   const serviceKey = `${svc.namespace}/${svc.name}`;
   return svc.ports.map((p) => ({
     namespace: svc.namespace,
@@ -230,9 +243,9 @@ export function servicePortsForFamily(svc: ParsedService, family: IPFamily): Ser
     clusterIP,
     port: p.port,
     nodePort: p.nodePort,
-    externalIPs: ofFamily(svc.externalIPs),
-    loadBalancerVIPs: ofFamily(svc.loadBalancerVIPs),
-    loadBalancerSourceRanges: sourceRangesFor(svc, family),
+    externalIPs,
+    loadBalancerVIPs,
+    loadBalancerSourceRanges,
     stickySeconds: svc.stickySeconds,
     externalPolicyLocal: svc.externalPolicyLocal,
     internalPolicyLocal: svc.internalPolicyLocal,
