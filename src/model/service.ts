@@ -5,7 +5,7 @@
  */
 import type { ObjectProblem } from '../errors.js';
 import { NONE } from './collections.js';
-import { type IPFamily, type ParsedCIDR, parseCIDR, parseIP } from './ip.js';
+import { type IPFamily, parseCIDR, parseIP } from './ip.js';
 import { invalidDns1035Label, invalidDns1123Label, invalidPort } from './names.js';
 import { arr, FieldError, isRecord, obj, optNum, optStr, type RawObject, refOf } from './raw.js';
 import type { Protocol, ServicePort } from './types.js';
@@ -13,6 +13,21 @@ import type { Protocol, ServicePort } from './types.js';
 const SERVICE_TYPES = new Set(['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']);
 const PROTOCOLS = new Set<Protocol>(['TCP', 'UDP', 'SCTP']);
 const DEFAULT_STICKY_SECONDS = 10800;
+
+/** A canonical address; the parsed bytes are not kept (a Uint8Array costs ~200 bytes). */
+interface AddressText {
+  family: IPFamily;
+  text: string;
+}
+
+interface CIDRText extends AddressText {
+  prefix: number;
+}
+
+/** `list`, or the shared NONE when it is empty (the usual case for the lists below). */
+function orNone<T>(list: T[]): readonly T[] {
+  return list.length === 0 ? NONE : list;
+}
 
 /** A validated Service, family-independent; ports are derived per family from it. */
 export interface ParsedService {
@@ -24,9 +39,9 @@ export interface ParsedService {
   clusterIPs: Partial<Record<IPFamily, string>>;
   type: string | undefined;
   ports: { name: string; protocol: Protocol; port: number; nodePort: number }[];
-  externalIPs: { family: IPFamily; text: string }[];
-  loadBalancerVIPs: { family: IPFamily; text: string }[];
-  sourceRanges: ParsedCIDR[];
+  externalIPs: readonly AddressText[];
+  loadBalancerVIPs: readonly AddressText[];
+  sourceRanges: readonly CIDRText[];
   stickySeconds: number;
   externalPolicyLocal: boolean;
   internalPolicyLocal: boolean;
@@ -78,9 +93,9 @@ function parseServiceFields(raw: RawObject): ParsedService {
       clusterIPs: {},
       type,
       ports: [],
-      externalIPs: [],
-      loadBalancerVIPs: [],
-      sourceRanges: [],
+      externalIPs: NONE,
+      loadBalancerVIPs: NONE,
+      sourceRanges: NONE,
       stickySeconds: 0,
       externalPolicyLocal: false,
       internalPolicyLocal: false,
@@ -135,10 +150,11 @@ function parseServiceFields(raw: RawObject): ParsedService {
 
   const externalIPs = arr(spec, 'externalIPs', 'spec.externalIPs').map((e, i) => {
     if (typeof e !== 'string') throw new FieldError(`spec.externalIPs[${i}]`, 'must be a string');
-    return ip(e, `spec.externalIPs[${i}]`);
+    const { family, text } = ip(e, `spec.externalIPs[${i}]`);
+    return { family, text };
   });
 
-  const loadBalancerVIPs: { family: IPFamily; text: string }[] = [];
+  const loadBalancerVIPs: AddressText[] = [];
   const lb = obj(status, 'loadBalancer', 'status.loadBalancer');
   arr(lb, 'ingress', 'status.loadBalancer.ingress').forEach((ing, i) => {
     const path = `status.loadBalancer.ingress[${i}]`;
@@ -149,7 +165,7 @@ function parseServiceFields(raw: RawObject): ParsedService {
     const parsed = ip(text, `${path}.ip`);
     // ipMode Proxy: the load balancer proxies itself; traffic never arrives for the VIP.
     if (ipMode !== undefined && ipMode !== 'VIP') return;
-    loadBalancerVIPs.push(parsed);
+    loadBalancerVIPs.push({ family: parsed.family, text: parsed.text });
   });
 
   const sourceRanges = arr(spec, 'loadBalancerSourceRanges', 'spec.loadBalancerSourceRanges').map((r, i) => {
@@ -157,7 +173,7 @@ function parseServiceFields(raw: RawObject): ParsedService {
     if (typeof r !== 'string') throw new FieldError(path, 'must be a string');
     const cidr = parseCIDR(r.trim());
     if (!cidr) throw new FieldError(path, `${JSON.stringify(r)} is not a valid CIDR`);
-    return cidr;
+    return { family: cidr.family, text: cidr.text, prefix: cidr.prefix };
   });
 
   let stickySeconds = 0;
@@ -203,9 +219,9 @@ function parseServiceFields(raw: RawObject): ParsedService {
     clusterIPs,
     type,
     ports,
-    externalIPs,
-    loadBalancerVIPs,
-    sourceRanges,
+    externalIPs: orNone(externalIPs),
+    loadBalancerVIPs: orNone(loadBalancerVIPs),
+    sourceRanges: orNone(sourceRanges),
     stickySeconds,
     externalPolicyLocal,
     internalPolicyLocal: itp === 'Local',
@@ -224,7 +240,7 @@ export function servicePortsForFamily(svc: ParsedService, family: IPFamily): Ser
   const clusterIP = svc.clusterIPs[family];
   if (svc.ignored || !clusterIP) return [];
   // Computed once for all the ports, which share them (and NONE when empty, the usual case).
-  const ofFamily = (list: { family: IPFamily; text: string }[]): readonly string[] => {
+  const ofFamily = (list: readonly AddressText[]): readonly string[] => {
     const texts = list.filter((x) => x.family === family).map((x) => x.text);
     return texts.length === 0 ? NONE : texts;
   };
