@@ -7,7 +7,7 @@
  */
 
 import type { ObjectProblem } from '../errors.js';
-import { getOrCreate, NONE } from './collections.js';
+import { getOrCreate, keptList } from './collections.js';
 import { type IPFamily, joinHostPort, parseIP } from './ip.js';
 import { invalidDns1123Label, invalidDns1123Subdomain, invalidPort } from './names.js';
 import { arr, FieldError, isRecord, obj, optBool, optNum, optStr, type RawObject, refOf } from './raw.js';
@@ -187,7 +187,7 @@ function parseSliceFields(raw: RawObject, nodeName: string, report: (e: FieldErr
       name: sp.name,
       port: sp.port,
       protocol: sp.protocol,
-      endpoints: perPort[p]!.length === 0 ? NONE : sortedUnique(perPort[p]!),
+      endpoints: keptList(sortedUnique(perPort[p]!)),
     })),
   };
 }

@@ -4,7 +4,7 @@
  * never describe half of it.
  */
 import type { ObjectProblem } from '../errors.js';
-import { NONE } from './collections.js';
+import { keptList, NONE } from './collections.js';
 import { type IPFamily, parseCIDR, parseIP } from './ip.js';
 import { invalidDns1035Label, invalidDns1123Label, invalidPort } from './names.js';
 import { arr, FieldError, isRecord, obj, optNum, optStr, type RawObject, refOf } from './raw.js';
@@ -24,11 +24,6 @@ interface CIDRText extends AddressText {
   prefix: number;
 }
 
-/** `list`, or the shared NONE when it is empty (the usual case for the lists below). */
-function orNone<T>(list: T[]): readonly T[] {
-  return list.length === 0 ? NONE : list;
-}
-
 /** A validated Service, family-independent; ports are derived per family from it. */
 export interface ParsedService {
   namespace: string;
@@ -38,7 +33,7 @@ export interface ParsedService {
   /** clusterIP per family, canonical */
   clusterIPs: Partial<Record<IPFamily, string>>;
   type: string | undefined;
-  ports: { name: string; protocol: Protocol; port: number; nodePort: number }[];
+  ports: readonly { name: string; protocol: Protocol; port: number; nodePort: number }[];
   externalIPs: readonly AddressText[];
   loadBalancerVIPs: readonly AddressText[];
   sourceRanges: readonly CIDRText[];
@@ -92,7 +87,7 @@ function parseServiceFields(raw: RawObject): ParsedService {
       ignored: true,
       clusterIPs: {},
       type,
-      ports: [],
+      ports: NONE,
       externalIPs: NONE,
       loadBalancerVIPs: NONE,
       sourceRanges: NONE,
@@ -122,7 +117,7 @@ function parseServiceFields(raw: RawObject): ParsedService {
     });
   }
 
-  const ports: ParsedService['ports'] = [];
+  const ports: { name: string; protocol: Protocol; port: number; nodePort: number }[] = [];
   const seenPortNames = new Set<string>();
   arr(spec, 'ports', 'spec.ports').forEach((p, i) => {
     const path = `spec.ports[${i}]`;
@@ -218,10 +213,10 @@ function parseServiceFields(raw: RawObject): ParsedService {
     ignored: false,
     clusterIPs,
     type,
-    ports,
-    externalIPs: orNone(externalIPs),
-    loadBalancerVIPs: orNone(loadBalancerVIPs),
-    sourceRanges: orNone(sourceRanges),
+    ports: keptList(ports),
+    externalIPs: keptList(externalIPs),
+    loadBalancerVIPs: keptList(loadBalancerVIPs),
+    sourceRanges: keptList(sourceRanges),
     stickySeconds,
     externalPolicyLocal,
     internalPolicyLocal: itp === 'Local',
