@@ -2,6 +2,7 @@
  * Which endpoints each traffic path of a service port may use (spec §2.2 and §2.3,
  * kube-proxy's CategorizeEndpoints). Pure: the same answer for IPVS and iptables.
  */
+import { filterShared, NONE } from './collections.js';
 import type { Endpoint, EndpointSelection, NodeInfo, ServicePort } from './types.js';
 
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
@@ -25,15 +26,15 @@ function topologyFilter(
   ready: readonly Endpoint[],
   node: NodeInfo,
   opts: TopologyOptions,
-): Endpoint[] | null {
+): readonly Endpoint[] | null {
   if (ready.length === 0) return null;
   const zone = node.labels[ZONE_LABEL] ?? '';
   if (opts.preferSameNode && ready.every((ep) => ep.nodeHints !== null)) {
-    const sameNode = ready.filter((ep) => ep.nodeHints!.has(node.name));
+    const sameNode = filterShared(ready, (ep) => ep.nodeHints!.has(node.name));
     if (sameNode.length > 0) return sameNode;
   }
   if (zone !== '' && ready.every((ep) => ep.zoneHints !== null)) {
-    const sameZone = ready.filter((ep) => ep.zoneHints!.has(zone));
+    const sameZone = filterShared(ready, (ep) => ep.zoneHints!.has(zone));
     if (sameZone.length > 0) return sameZone;
   }
   return null;
@@ -51,29 +52,31 @@ export function categorizeEndpoints(
   const usesClusterEndpoints = !sp.internalPolicyLocal || externallyAccessible;
   const usesLocalEndpoints = sp.internalPolicyLocal || (sp.externalPolicyLocal && externallyAccessible);
 
-  let cluster: Endpoint[] = [];
-  let local: Endpoint[] = [];
+  // Lists share storage (filterShared): the usual all-ready port's cluster list is its
+  // endpoint list, and empty lists are all one.
+  let cluster: readonly Endpoint[] = NONE;
+  let local: readonly Endpoint[] = NONE;
   let hasEndpoints = false;
   let topologyFiltered = false;
   let localFromReady = false;
 
   if (usesClusterEndpoints) {
-    const ready = endpoints.filter((ep) => ep.ready);
+    const ready = filterShared(endpoints, (ep) => ep.ready);
     const filtered = topologyFilter(ready, node, opts);
     topologyFiltered = filtered !== null;
     cluster = filtered ?? ready;
-    if (cluster.length === 0) cluster = endpoints.filter(servingTerminating);
+    if (cluster.length === 0) cluster = filterShared(endpoints, servingTerminating);
     hasEndpoints = cluster.length > 0;
   }
 
   if (usesLocalEndpoints) {
     if (!hasEndpoints) hasEndpoints = endpoints.some((ep) => ep.ready || servingTerminating(ep));
-    local = endpoints.filter((ep) => ep.isLocal && ep.ready);
+    local = filterShared(endpoints, (ep) => ep.isLocal && ep.ready);
     localFromReady = local.length > 0;
-    if (!localFromReady) local = endpoints.filter((ep) => ep.isLocal && servingTerminating(ep));
+    if (!localFromReady) local = filterShared(endpoints, (ep) => ep.isLocal && servingTerminating(ep));
   }
 
-  let allReachable: Endpoint[];
+  let allReachable: readonly Endpoint[];
   if (!usesLocalEndpoints) allReachable = cluster;
   else if (!usesClusterEndpoints) allReachable = local;
   else if (!topologyFiltered && localFromReady) allReachable = cluster;

@@ -7,7 +7,7 @@
  */
 
 import type { ObjectProblem } from '../errors.js';
-import { getOrCreate } from './collections.js';
+import { getOrCreate, keptList } from './collections.js';
 import { type IPFamily, joinHostPort, parseIP } from './ip.js';
 import { invalidDns1123Label, invalidDns1123Subdomain, invalidPort } from './names.js';
 import { arr, FieldError, isRecord, obj, optBool, optNum, optStr, type RawObject, refOf } from './raw.js';
@@ -20,18 +20,12 @@ export interface SlicePort {
   name: string;
   port: number;
   protocol: Protocol;
-}
-
-export interface SliceEndpoint {
-  /** canonical IP, of the slice's addressType (parsed bytes are not kept: 100,000 endpoints' cost 25 MiB) */
-  ip: string;
-  ready: boolean;
-  serving: boolean;
-  terminating: boolean;
-  nodeName: string | null;
-  zone: string | null;
-  zoneHints: ReadonlySet<string> | null;
-  nodeHints: ReadonlySet<string> | null;
+  /**
+   * The slice's endpoints on this port, in the form snapshots hand to the renderers:
+   * de-duplicated (preferDuplicate) and sorted byte-wise by endpoint string. A service
+   * port whose endpoints all come from this one slice port uses this very array.
+   */
+  endpoints: readonly Endpoint[];
 }
 
 export interface ParsedSlice {
@@ -40,7 +34,6 @@ export interface ParsedSlice {
   serviceName: string;
   addressType: 'IPv4' | 'IPv6' | 'FQDN';
   ports: SlicePort[];
-  endpoints: SliceEndpoint[];
 }
 
 export interface SliceParseResult {
@@ -48,13 +41,17 @@ export interface SliceParseResult {
   problems: ObjectProblem[];
 }
 
-export function parseEndpointSlice(raw: unknown): SliceParseResult {
+/**
+ * Parses a slice for the proxy on node `nodeName` (fixed for the process): each endpoint's
+ * isLocal is decided here, once, so that slices hold the endpoints snapshots use.
+ */
+export function parseEndpointSlice(raw: unknown, nodeName: string): SliceParseResult {
   const ref = refOf('EndpointSlice', raw);
   const problems: ObjectProblem[] = [];
   const report = (e: FieldError) => problems.push({ ref, field: e.field, message: e.message });
   try {
     if (!isRecord(raw)) throw new FieldError('', 'must be an object');
-    return { slice: parseSliceFields(raw, report), problems };
+    return { slice: parseSliceFields(raw, nodeName, report), problems };
   } catch (e) {
     if (!(e instanceof FieldError)) throw e;
     report(e);
@@ -62,19 +59,27 @@ export function parseEndpointSlice(raw: unknown): SliceParseResult {
   }
 }
 
-function hintNames(hints: RawObject, key: string, path: string): ReadonlySet<string> | null {
+/**
+ * The names of a hints list, or null when it is empty. `shared` holds the sets already made
+ * for the slice: its endpoints mostly carry the same few hints, and a Set costs ~150 bytes.
+ */
+function hintNames(
+  hints: RawObject,
+  key: string,
+  path: string,
+  shared: Map<string, ReadonlySet<string>>,
+): ReadonlySet<string> | null {
   const list = arr(hints, key, path);
   if (list.length === 0) return null;
-  return new Set(
-    list.map((h, i) => {
-      const name = isRecord(h) ? h.name : undefined;
-      if (typeof name !== 'string') throw new FieldError(`${path}[${i}].name`, 'must be a string');
-      return name;
-    }),
-  );
+  const names = list.map((h, i) => {
+    const name = isRecord(h) ? h.name : undefined;
+    if (typeof name !== 'string') throw new FieldError(`${path}[${i}].name`, 'must be a string');
+    return name;
+  });
+  return getOrCreate(shared, JSON.stringify(names), () => new Set(names));
 }
 
-function parseSliceFields(raw: RawObject, report: (e: FieldError) => void): ParsedSlice {
+function parseSliceFields(raw: RawObject, nodeName: string, report: (e: FieldError) => void): ParsedSlice {
   const meta = obj(raw, 'metadata', 'metadata');
   const name = optStr(meta, 'name', 'metadata.name');
   const nameErr = invalidDns1123Subdomain(name);
@@ -96,7 +101,7 @@ function parseSliceFields(raw: RawObject, report: (e: FieldError) => void): Pars
     throw new FieldError('addressType', `must be IPv4, IPv6 or FQDN, not ${JSON.stringify(addressType)}`);
   }
 
-  const ports: SlicePort[] = [];
+  const ports: { name: string; port: number; protocol: Protocol }[] = [];
   arr(raw, 'ports', 'ports').forEach((p, i) => {
     const path = `ports[${i}]`;
     try {
@@ -122,7 +127,9 @@ function parseSliceFields(raw: RawObject, report: (e: FieldError) => void): Pars
     }
   });
 
-  const endpoints: SliceEndpoint[] = [];
+  // One Endpoint per (endpoint, port), in slice order until sorted below.
+  const perPort: Endpoint[][] = ports.map(() => []);
+  const hintSets = new Map<string, ReadonlySet<string>>();
   arr(raw, 'endpoints', 'endpoints').forEach((ep, i) => {
     const path = `endpoints[${i}]`;
     try {
@@ -137,25 +144,52 @@ function parseSliceFields(raw: RawObject, report: (e: FieldError) => void): Pars
         throw new FieldError(`${path}.addresses[0]`, `${JSON.stringify(first)} is not a valid IP address`);
       const cond = obj(ep, 'conditions', `${path}.conditions`);
       const hints = obj(ep, 'hints', `${path}.hints`);
-      const endpoint: SliceEndpoint = {
-        ip: ip.text,
-        ready: optBool(cond, 'ready', `${path}.conditions.ready`) ?? true,
-        serving: optBool(cond, 'serving', `${path}.conditions.serving`) ?? true,
-        terminating: optBool(cond, 'terminating', `${path}.conditions.terminating`) ?? false,
-        nodeName: optStr(ep, 'nodeName', `${path}.nodeName`) ?? null,
-        zone: optStr(ep, 'zone', `${path}.zone`) ?? null,
-        zoneHints: hintNames(hints, 'forZones', `${path}.hints.forZones`),
-        nodeHints: hintNames(hints, 'forNodes', `${path}.hints.forNodes`),
-      };
+      const ready = optBool(cond, 'ready', `${path}.conditions.ready`) ?? true;
+      const serving = optBool(cond, 'serving', `${path}.conditions.serving`) ?? true;
+      const terminating = optBool(cond, 'terminating', `${path}.conditions.terminating`) ?? false;
+      const epNode = optStr(ep, 'nodeName', `${path}.nodeName`) ?? null;
+      const zone = optStr(ep, 'zone', `${path}.zone`) ?? null;
+      const zoneHints = hintNames(hints, 'forZones', `${path}.hints.forZones`, hintSets);
+      const nodeHints = hintNames(hints, 'forNodes', `${path}.hints.forNodes`, hintSets);
       // An address of the other family is of neither family's endpoints.
-      if (ip.family === addressType) endpoints.push(endpoint);
+      if (ip.family !== addressType) return;
+      const isLocal = epNode !== null && epNode === nodeName;
+      for (let p = 0; p < ports.length; p++) {
+        const port = ports[p]!.port;
+        perPort[p]!.push({
+          ip: ip.text,
+          port,
+          endpoint: joinHostPort(ip, port),
+          ready,
+          serving,
+          terminating,
+          isLocal,
+          nodeName: epNode,
+          zone,
+          zoneHints,
+          nodeHints,
+        });
+      }
     } catch (e) {
       if (!(e instanceof FieldError)) throw e;
       report(e);
     }
   });
 
-  return { namespace, name: name as string, serviceName, addressType, ports, endpoints };
+  return {
+    namespace,
+    name: name as string,
+    serviceName,
+    addressType,
+    // A literal, not a spread: V8 gives each object made by `{ ...sp, endpoints }` a hidden
+    // class of its own (~250 bytes apiece).
+    ports: ports.map((sp, p) => ({
+      name: sp.name,
+      port: sp.port,
+      protocol: sp.protocol,
+      endpoints: keptList(sortedUnique(perPort[p]!)),
+    })),
+  };
 }
 
 /** Key of an endpoint list: port name and protocol (spec §2.1). */
@@ -168,55 +202,54 @@ export function portKey(portName: string, protocol: Protocol): string {
  * kube-proxy), then a local one (older kube-proxy); otherwise the first in slice-name
  * order. kube-proxy iterates slices in Go map order, so among equals its pick is random.
  */
-function preferDuplicate(candidate: SliceEndpoint, candidateLocal: boolean, existing: Endpoint): boolean {
+function preferDuplicate(candidate: Endpoint, existing: Endpoint): boolean {
   if (candidate.terminating !== existing.terminating) return !candidate.terminating;
-  return candidateLocal && !existing.isLocal;
+  return candidate.isLocal && !existing.isLocal;
+}
+
+const byEndpoint = (a: Endpoint, b: Endpoint) =>
+  a.endpoint < b.endpoint ? -1 : a.endpoint > b.endpoint ? 1 : 0;
+
+/**
+ * `list` (in slice order, then slice-name order) sorted byte-wise by endpoint string, one
+ * copy of each endpoint (see preferDuplicate). The sort is stable, so among the copies of
+ * an endpoint the earliest listed comes first, as the merge's "first seen" wants. Sorts
+ * `list` in place and returns it when there is no duplicate.
+ */
+function sortedUnique(list: Endpoint[]): Endpoint[] {
+  list.sort(byEndpoint);
+  let out = 0;
+  for (let i = 0; i < list.length; i++) {
+    const ep = list[i]!;
+    if (out > 0 && list[out - 1]!.endpoint === ep.endpoint) {
+      if (preferDuplicate(ep, list[out - 1]!)) list[out - 1] = ep;
+    } else list[out++] = ep;
+  }
+  list.length = out;
+  return list;
 }
 
 /**
- * Merges the slices of one Service into endpoint lists per port key, for one family.
- * Endpoints are de-duplicated by endpoint string (see preferDuplicate) and sorted
- * byte-wise by it, the order the probability rules follow.
+ * Merges the slices of one Service into endpoint lists per port key, for one family:
+ * de-duplicated by endpoint string (see preferDuplicate) and sorted byte-wise by it, the
+ * order the probability rules follow. A port key served by a single slice port (the usual
+ * case) gets that slice port's array itself, so each endpoint exists once in the process
+ * and an unchanged slice keeps its arrays.
  */
 export function mergeSlices(
   slices: readonly ParsedSlice[],
   family: IPFamily,
-  nodeName: string,
-): Map<string, Endpoint[]> {
-  const byPort = new Map<string, Map<string, Endpoint>>();
-  const ordered = [...slices].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+): Map<string, readonly Endpoint[]> {
+  const sources = new Map<string, (readonly Endpoint[])[]>();
+  const ordered =
+    slices.length > 1 ? [...slices].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) : slices;
   for (const slice of ordered) {
     if (slice.addressType !== family) continue;
-    for (const sp of slice.ports) {
-      const key = portKey(sp.name, sp.protocol);
-      const set = getOrCreate(byPort, key, () => new Map<string, Endpoint>());
-      for (const ep of slice.endpoints) {
-        const endpoint = joinHostPort({ family, text: ep.ip }, sp.port);
-        const isLocal = ep.nodeName !== null && ep.nodeName === nodeName;
-        const existing = set.get(endpoint);
-        if (existing && !preferDuplicate(ep, isLocal, existing)) continue;
-        set.set(endpoint, {
-          ip: ep.ip,
-          port: sp.port,
-          endpoint,
-          ready: ep.ready,
-          serving: ep.serving,
-          terminating: ep.terminating,
-          isLocal,
-          nodeName: ep.nodeName,
-          zone: ep.zone,
-          zoneHints: ep.zoneHints,
-          nodeHints: ep.nodeHints,
-        });
-      }
-    }
+    for (const sp of slice.ports)
+      getOrCreate(sources, portKey(sp.name, sp.protocol), () => []).push(sp.endpoints);
   }
-  const out = new Map<string, Endpoint[]>();
-  for (const [key, set] of byPort) {
-    out.set(
-      key,
-      [...set.values()].sort((a, b) => (a.endpoint < b.endpoint ? -1 : a.endpoint > b.endpoint ? 1 : 0)),
-    );
-  }
+  const out = new Map<string, readonly Endpoint[]>();
+  for (const [key, lists] of sources)
+    out.set(key, lists.length === 1 ? lists[0]! : sortedUnique(lists.flat()));
   return out;
 }

@@ -4,7 +4,8 @@
  * never describe half of it.
  */
 import type { ObjectProblem } from '../errors.js';
-import { type IPFamily, type ParsedCIDR, parseCIDR, parseIP } from './ip.js';
+import { keptList, NONE } from './collections.js';
+import { type IPFamily, parseCIDR, parseIP } from './ip.js';
 import { invalidDns1035Label, invalidDns1123Label, invalidPort } from './names.js';
 import { arr, FieldError, isRecord, obj, optNum, optStr, type RawObject, refOf } from './raw.js';
 import type { Protocol, ServicePort } from './types.js';
@@ -12,6 +13,16 @@ import type { Protocol, ServicePort } from './types.js';
 const SERVICE_TYPES = new Set(['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']);
 const PROTOCOLS = new Set<Protocol>(['TCP', 'UDP', 'SCTP']);
 const DEFAULT_STICKY_SECONDS = 10800;
+
+/** A canonical address; the parsed bytes are not kept (a Uint8Array costs ~200 bytes). */
+interface AddressText {
+  family: IPFamily;
+  text: string;
+}
+
+interface CIDRText extends AddressText {
+  prefix: number;
+}
 
 /** A validated Service, family-independent; ports are derived per family from it. */
 export interface ParsedService {
@@ -22,10 +33,10 @@ export interface ParsedService {
   /** clusterIP per family, canonical */
   clusterIPs: Partial<Record<IPFamily, string>>;
   type: string | undefined;
-  ports: { name: string; protocol: Protocol; port: number; nodePort: number }[];
-  externalIPs: { family: IPFamily; text: string }[];
-  loadBalancerVIPs: { family: IPFamily; text: string }[];
-  sourceRanges: ParsedCIDR[];
+  ports: readonly { name: string; protocol: Protocol; port: number; nodePort: number }[];
+  externalIPs: readonly AddressText[];
+  loadBalancerVIPs: readonly AddressText[];
+  sourceRanges: readonly CIDRText[];
   stickySeconds: number;
   externalPolicyLocal: boolean;
   internalPolicyLocal: boolean;
@@ -68,22 +79,24 @@ function parseServiceFields(raw: RawObject): ParsedService {
     throw new FieldError('spec.type', `unsupported value ${JSON.stringify(type)}`);
   }
 
-  const base = {
-    namespace,
-    name: name as string,
-    clusterIPs: {},
-    type,
-    ports: [],
-    externalIPs: [],
-    loadBalancerVIPs: [],
-    sourceRanges: [],
-    stickySeconds: 0,
-    externalPolicyLocal: false,
-    internalPolicyLocal: false,
-    healthCheckNodePort: 0,
-  };
   const clusterIP = optStr(spec, 'clusterIP', 'spec.clusterIP') ?? '';
-  if (type === 'ExternalName' || clusterIP === '' || clusterIP === 'None') return { ...base, ignored: true };
+  if (type === 'ExternalName' || clusterIP === '' || clusterIP === 'None') {
+    return {
+      namespace,
+      name: name as string,
+      ignored: true,
+      clusterIPs: {},
+      type,
+      ports: NONE,
+      externalIPs: NONE,
+      loadBalancerVIPs: NONE,
+      sourceRanges: NONE,
+      stickySeconds: 0,
+      externalPolicyLocal: false,
+      internalPolicyLocal: false,
+      healthCheckNodePort: 0,
+    };
+  }
 
   const clusterIPs: Partial<Record<IPFamily, string>> = {};
   const families = arr(spec, 'ipFamilies', 'spec.ipFamilies');
@@ -104,7 +117,7 @@ function parseServiceFields(raw: RawObject): ParsedService {
     });
   }
 
-  const ports: ParsedService['ports'] = [];
+  const ports: { name: string; protocol: Protocol; port: number; nodePort: number }[] = [];
   const seenPortNames = new Set<string>();
   arr(spec, 'ports', 'spec.ports').forEach((p, i) => {
     const path = `spec.ports[${i}]`;
@@ -132,10 +145,11 @@ function parseServiceFields(raw: RawObject): ParsedService {
 
   const externalIPs = arr(spec, 'externalIPs', 'spec.externalIPs').map((e, i) => {
     if (typeof e !== 'string') throw new FieldError(`spec.externalIPs[${i}]`, 'must be a string');
-    return ip(e, `spec.externalIPs[${i}]`);
+    const { family, text } = ip(e, `spec.externalIPs[${i}]`);
+    return { family, text };
   });
 
-  const loadBalancerVIPs: { family: IPFamily; text: string }[] = [];
+  const loadBalancerVIPs: AddressText[] = [];
   const lb = obj(status, 'loadBalancer', 'status.loadBalancer');
   arr(lb, 'ingress', 'status.loadBalancer.ingress').forEach((ing, i) => {
     const path = `status.loadBalancer.ingress[${i}]`;
@@ -146,7 +160,7 @@ function parseServiceFields(raw: RawObject): ParsedService {
     const parsed = ip(text, `${path}.ip`);
     // ipMode Proxy: the load balancer proxies itself; traffic never arrives for the VIP.
     if (ipMode !== undefined && ipMode !== 'VIP') return;
-    loadBalancerVIPs.push(parsed);
+    loadBalancerVIPs.push({ family: parsed.family, text: parsed.text });
   });
 
   const sourceRanges = arr(spec, 'loadBalancerSourceRanges', 'spec.loadBalancerSourceRanges').map((r, i) => {
@@ -154,7 +168,7 @@ function parseServiceFields(raw: RawObject): ParsedService {
     if (typeof r !== 'string') throw new FieldError(path, 'must be a string');
     const cidr = parseCIDR(r.trim());
     if (!cidr) throw new FieldError(path, `${JSON.stringify(r)} is not a valid CIDR`);
-    return cidr;
+    return { family: cidr.family, text: cidr.text, prefix: cidr.prefix };
   });
 
   let stickySeconds = 0;
@@ -191,14 +205,18 @@ function parseServiceFields(raw: RawObject): ParsedService {
   const hcnpErr = invalidPort(hcnp, 0);
   if (hcnpErr) throw new FieldError('spec.healthCheckNodePort', hcnpErr);
 
+  // Literals, not `{ ...base, ... }`: V8 gave each spread result a hidden class of its own
+  // (~250 bytes per Service).
   return {
-    ...base,
+    namespace,
+    name: name as string,
     ignored: false,
     clusterIPs,
-    ports,
-    externalIPs,
-    loadBalancerVIPs,
-    sourceRanges,
+    type,
+    ports: keptList(ports),
+    externalIPs: keptList(externalIPs),
+    loadBalancerVIPs: keptList(loadBalancerVIPs),
+    sourceRanges: keptList(sourceRanges),
     stickySeconds,
     externalPolicyLocal,
     internalPolicyLocal: itp === 'Local',
@@ -207,17 +225,23 @@ function parseServiceFields(raw: RawObject): ParsedService {
 }
 
 /** The family's source ranges; a zero-length prefix means "allow any", the same as none (kube-proxy). */
-function sourceRangesFor(svc: ParsedService, family: IPFamily): string[] {
+function sourceRangesFor(svc: ParsedService, family: IPFamily): readonly string[] {
   const ranges = svc.sourceRanges.filter((r) => r.family === family);
-  return ranges.some((r) => r.prefix === 0) ? [] : ranges.map((r) => r.text);
+  return ranges.length === 0 || ranges.some((r) => r.prefix === 0) ? NONE : ranges.map((r) => r.text);
 }
 
 /** The ServicePorts of one family (none when the Service has no ClusterIP of it). */
 export function servicePortsForFamily(svc: ParsedService, family: IPFamily): ServicePort[] {
   const clusterIP = svc.clusterIPs[family];
   if (svc.ignored || !clusterIP) return [];
-  const ofFamily = (list: { family: IPFamily; text: string }[]) =>
-    list.filter((x) => x.family === family).map((x) => x.text);
+  // Computed once for all the ports, which share them (and NONE when empty, the usual case).
+  const ofFamily = (list: readonly AddressText[]): readonly string[] => {
+    const texts = list.filter((x) => x.family === family).map((x) => x.text);
+    return texts.length === 0 ? NONE : texts;
+  };
+  const externalIPs = ofFamily(svc.externalIPs);
+  const loadBalancerVIPs = ofFamily(svc.loadBalancerVIPs);
+  const loadBalancerSourceRanges = sourceRangesFor(svc, family);
   const serviceKey = `${svc.namespace}/${svc.name}`;
   return svc.ports.map((p) => ({
     namespace: svc.namespace,
@@ -230,9 +254,9 @@ export function servicePortsForFamily(svc: ParsedService, family: IPFamily): Ser
     clusterIP,
     port: p.port,
     nodePort: p.nodePort,
-    externalIPs: ofFamily(svc.externalIPs),
-    loadBalancerVIPs: ofFamily(svc.loadBalancerVIPs),
-    loadBalancerSourceRanges: sourceRangesFor(svc, family),
+    externalIPs,
+    loadBalancerVIPs,
+    loadBalancerSourceRanges,
     stickySeconds: svc.stickySeconds,
     externalPolicyLocal: svc.externalPolicyLocal,
     internalPolicyLocal: svc.internalPolicyLocal,

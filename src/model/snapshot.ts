@@ -73,6 +73,10 @@ export class SnapshotBuilder {
   ) {}
 
   build(store: ObjectStore, node: NodeInfo): Snapshot {
+    // The store decided each endpoint's isLocal for its node when it parsed the slice.
+    if (node.name !== store.name) {
+      throw new Error(`snapshot for node ${node.name} from the store of node ${store.name}`);
+    }
     // Selections depend on the node's name, zone and the gates: if they move, start over.
     const topologyKey = JSON.stringify([node.name, node.labels[ZONE_LABEL] ?? '', this.topology]);
     if (topologyKey !== this.topologyKey) {
@@ -107,7 +111,7 @@ export class SnapshotBuilder {
     if (!svc) return [];
     const ports = servicePortsForFamily(svc, this.family);
     if (ports.length === 0) return [];
-    const merged = mergeSlices(store.slicesOf(key), this.family, node.name);
+    const merged = mergeSlices(store.slicesOf(key), this.family);
     return ports
       .sort((a, b) =>
         a.portName < b.portName ? -1 : a.portName > b.portName ? 1 : a.protocol < b.protocol ? -1 : 1,

@@ -9,7 +9,6 @@
 
 import { hash } from 'node:crypto';
 import type { ObjectProblem } from '../errors.js';
-import { getOrCreate } from './collections.js';
 import { type ParsedSlice, parseEndpointSlice } from './endpoint-slice.js';
 import { isRecord, refOf } from './raw.js';
 import { type ParsedService, parseService } from './service.js';
@@ -158,13 +157,16 @@ export class ObjectStore {
     } else {
       const fingerprint = fingerprintOf(event.object);
       if (existing && existing.fingerprint === fingerprint) return [];
-      const { slice, problems } = parseEndpointSlice(event.object);
+      const { slice, problems } = parseEndpointSlice(event.object, this.nodeName);
       this.setProblems(problemKey, problems);
       detach();
       const serviceKey = slice ? `${slice.namespace}/${slice.serviceName}` : null;
       this.slices.set(key, { fingerprint, serviceKey, parsed: slice });
       if (slice && serviceKey) {
-        getOrCreate(this.slicesByService, serviceKey, () => []).push(slice);
+        // A literal, not push onto []: a pushed-to array keeps 16 spare slots.
+        const list = this.slicesByService.get(serviceKey);
+        if (list) list.push(slice);
+        else this.slicesByService.set(serviceKey, [slice]);
         changed.add(serviceKey);
       }
     }

@@ -31,7 +31,7 @@ describe('initial sync', () => {
       'add Service default/web',
     ]);
     expect(store.serviceKeys()).toEqual(['default/api', 'default/web']);
-    expect(store.slicesOf('default/web')[0]?.endpoints.map((e) => e.ip)).toEqual([
+    expect(store.slicesOf('default/web')[0]?.ports[0]?.endpoints.map((e) => e.ip)).toEqual([
       '10.244.1.5',
       '10.244.2.7',
     ]);
@@ -100,7 +100,10 @@ describe('changes', () => {
     fake.apply('endpointslices', slice('db-1', 'db', ['10.244.3.4']));
     fake.apply('nodes', node(NODE_NAME, { 'topology.kubernetes.io/zone': 'b' }));
     await waitFor(() => store.service('default/db')?.clusterIPs.IPv4 === '10.96.0.13', 'db update');
-    await waitFor(() => store.slicesOf('default/db')[0]?.endpoints[0]?.ip === '10.244.3.4', 'slice update');
+    await waitFor(
+      () => store.slicesOf('default/db')[0]?.ports[0]?.endpoints[0]?.ip === '10.244.3.4',
+      'slice update',
+    );
     await waitFor(
       () =>
         (store.node as { metadata: { labels: Record<string, string> } }).metadata.labels[

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { categorizeEndpoints, isExternallyAccessible, ZONE_LABEL } from '../../src/model/categorize.js';
+import { NONE } from '../../src/model/collections.js';
 import type { Endpoint, ServicePort } from '../../src/model/types.js';
 import {
   endpoint,
@@ -71,6 +72,18 @@ describe('spec §2.2 step 1: cluster endpoints', () => {
     expect(sel.allReachable).toBe(sel.cluster);
     expect(sel.hasEndpoints).toBe(true);
     expect(sel.topologyFiltered).toBe(false);
+  });
+
+  it('share storage: all ready is the endpoint list itself, nothing is the one empty list', () => {
+    const allReady = sorted([endpoint('10.0.0.1', READY), endpoint('10.0.0.2', READY)]);
+    const sel = categorize(servicePort({ externalPolicyLocal: true, nodePort: 30001 }), allReady);
+    expect(sel.cluster).toBe(allReady);
+    expect(sel.local).toBe(NONE);
+    const partly = sorted([endpoint('10.0.0.1', READY), endpoint('10.0.0.2', NOT_READY)]);
+    const own = categorize(sp, partly).cluster;
+    expect(own).not.toBe(partly);
+    expect(eps(own)).toEqual(['10.0.0.1:80']);
+    expect(partly).toHaveLength(2);
   });
 
   it('fall back to all serving-and-terminating endpoints when none is ready', () => {

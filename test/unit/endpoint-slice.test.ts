@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   mergeSlices,
@@ -5,6 +6,8 @@ import {
   parseEndpointSlice,
   portKey,
 } from '../../src/model/endpoint-slice.js';
+import { joinHostPort, parseIP } from '../../src/model/ip.js';
+import type { Endpoint, Protocol } from '../../src/model/types.js';
 
 type RawEndpoint = Record<string, unknown>;
 
@@ -27,8 +30,10 @@ function rawSlice(
   };
 }
 
+const NODE = 'node-1';
+
 function parsed(raw: unknown): ParsedSlice {
-  const { slice, problems } = parseEndpointSlice(raw);
+  const { slice, problems } = parseEndpointSlice(raw, NODE);
   expect(problems).toEqual([]);
   return slice!;
 }
@@ -36,7 +41,13 @@ function parsed(raw: unknown): ParsedSlice {
 const KEY = portKey('p80', 'TCP');
 
 function merged(slices: unknown[], family: 'IPv4' | 'IPv6' = 'IPv4') {
-  return mergeSlices(slices.map(parsed), family, 'node-1');
+  return mergeSlices(slices.map(parsed), family);
+}
+
+/** The endpoints of the slice's only port. */
+function endpointsOf(slice: ParsedSlice) {
+  expect(slice.ports).toHaveLength(1);
+  return slice.ports[0]!.endpoints;
 }
 
 describe('parseEndpointSlice (spec §2.1)', () => {
@@ -48,7 +59,7 @@ describe('parseEndpointSlice (spec §2.1)', () => {
         { addresses: ['10.0.0.3'], conditions: { ready: null, serving: null, terminating: null } },
       ]),
     );
-    expect(slice.endpoints.map((e) => [e.ready, e.serving, e.terminating])).toEqual([
+    expect(endpointsOf(slice).map((e) => [e.ready, e.serving, e.terminating])).toEqual([
       [true, true, false],
       [false, true, true],
       [true, true, false],
@@ -67,7 +78,7 @@ describe('parseEndpointSlice (spec §2.1)', () => {
         { addresses: ['10.0.0.2'], hints: { forZones: [], forNodes: [] } },
       ]),
     );
-    const [a, b] = slice.endpoints;
+    const [a, b] = endpointsOf(slice);
     expect(a).toMatchObject({ nodeName: 'node-1', zone: 'zone-a' });
     expect([...a!.zoneHints!]).toEqual(['zone-a']);
     expect([...a!.nodeHints!]).toEqual(['node-1']);
@@ -87,21 +98,22 @@ describe('parseEndpointSlice (spec §2.1)', () => {
       }),
     );
     expect(slice.ports).toEqual([
-      { name: '', port: 81, protocol: 'TCP' },
-      { name: 'c', port: 82, protocol: 'UDP' },
+      { name: '', port: 81, protocol: 'TCP', endpoints: [] },
+      { name: 'c', port: 82, protocol: 'UDP', endpoints: [] },
     ]);
   });
 
   it('skips FQDN slices endpoints without complaint', () => {
     const slice = parsed(rawSlice('s1', [{ addresses: ['example.com'] }], { addressType: 'FQDN' }));
-    expect(slice.endpoints).toEqual([]);
+    expect(endpointsOf(slice)).toEqual([]);
   });
 
   it('reports a bad endpoint and keeps the others', () => {
     const { slice, problems } = parseEndpointSlice(
       rawSlice('s1', [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.300'] }, { addresses: [] }]),
+      NODE,
     );
-    expect(slice!.endpoints.map((e) => e.ip)).toEqual(['10.0.0.1']);
+    expect(endpointsOf(slice!).map((e) => e.ip)).toEqual(['10.0.0.1']);
     expect(problems.map((p) => p.field)).toEqual(['endpoints[1].addresses[0]', 'endpoints[2].addresses']);
     expect(problems[0]!.ref).toEqual({ kind: 'EndpointSlice', namespace: 'ns1', name: 's1' });
   });
@@ -109,7 +121,7 @@ describe('parseEndpointSlice (spec §2.1)', () => {
   it('refuses a slice without the service-name label', () => {
     const raw = rawSlice('s1', [{ addresses: ['10.0.0.1'] }]);
     raw.metadata.labels = {} as typeof raw.metadata.labels;
-    const { slice, problems } = parseEndpointSlice(raw);
+    const { slice, problems } = parseEndpointSlice(raw, NODE);
     expect(slice).toBeNull();
     expect(problems[0]!.field).toBe('metadata.labels["kubernetes.io/service-name"]');
   });
@@ -206,5 +218,194 @@ describe('mergeSlices (spec §2.1)', () => {
       ]),
     ]);
     expect(m.get(KEY)!.map((e) => e.isLocal)).toEqual([true, false, false]);
+  });
+});
+
+describe('slices hold the endpoints snapshots use (each endpoint exists once)', () => {
+  it('parses each port into its own sorted list of Endpoints, isLocal against the given node', () => {
+    const raw = rawSlice(
+      's1',
+      [
+        { addresses: ['10.0.0.2'], nodeName: 'node-2' },
+        { addresses: ['10.0.0.1'], nodeName: 'node-1' },
+      ],
+      {
+        ports: [
+          { name: 'a', port: 80 },
+          { name: 'b', port: 81, protocol: 'UDP' },
+        ],
+      },
+    );
+    const slice = parseEndpointSlice(raw, 'node-1').slice!;
+    expect(
+      slice.ports.map((p) => [p.name, p.protocol, p.endpoints.map((e) => [e.endpoint, e.isLocal])]),
+    ).toEqual([
+      [
+        'a',
+        'TCP',
+        [
+          ['10.0.0.1:80', true],
+          ['10.0.0.2:80', false],
+        ],
+      ],
+      [
+        'b',
+        'UDP',
+        [
+          ['10.0.0.1:81', true],
+          ['10.0.0.2:81', false],
+        ],
+      ],
+    ]);
+    // The IP string is one string for both ports' copies of an endpoint.
+    expect(slice.ports[0]!.endpoints[0]!.ip).toBe(slice.ports[1]!.endpoints[0]!.ip);
+    const onNode2 = parseEndpointSlice(raw, 'node-2').slice!;
+    expect(onNode2.ports[0]!.endpoints.map((e) => e.isLocal)).toEqual([false, true]);
+  });
+
+  it('de-duplicates within a slice as across slices: non-terminating, then local, then first', () => {
+    const slice = parsed(
+      rawSlice('s1', [
+        { addresses: ['10.0.0.1'], nodeName: 'node-2', zone: 'first' },
+        { addresses: ['10.0.0.1'], nodeName: 'node-2', zone: 'second' },
+        { addresses: ['10.0.0.2'], nodeName: 'node-1', conditions: { terminating: true } },
+        { addresses: ['10.0.0.2'], nodeName: 'node-2' },
+        { addresses: ['10.0.0.3'], nodeName: 'node-2' },
+        { addresses: ['10.0.0.3'], nodeName: 'node-1' },
+      ]),
+    );
+    expect(endpointsOf(slice).map((e) => [e.endpoint, e.zone ?? e.nodeName])).toEqual([
+      ['10.0.0.1:80', 'first'],
+      ['10.0.0.2:80', 'node-2'],
+      ['10.0.0.3:80', 'node-1'],
+    ]);
+  });
+
+  it('shares one hint Set among the endpoints of a slice that carry the same hints', () => {
+    const hints = { forZones: [{ name: 'zone-a' }] };
+    const slice = parsed(
+      rawSlice('s1', [
+        { addresses: ['10.0.0.1'], hints },
+        { addresses: ['10.0.0.2'], hints },
+        { addresses: ['10.0.0.3'], hints: { forZones: [{ name: 'zone-b' }] } },
+      ]),
+    );
+    const [a, b, c] = endpointsOf(slice);
+    expect(a!.zoneHints).toBe(b!.zoneHints);
+    expect([...c!.zoneHints!]).toEqual(['zone-b']);
+  });
+
+  it('a port key served by one slice port gets that very array', () => {
+    const one = parsed(rawSlice('s1', [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.2'] }]));
+    const other = parsed(rawSlice('v6', [{ addresses: ['fd00::1'] }], { addressType: 'IPv6' }));
+    const m = mergeSlices([one, other], 'IPv4');
+    expect(m.get(KEY)).toBe(one.ports[0]!.endpoints);
+    expect(mergeSlices([one, other], 'IPv6').get(KEY)).toBe(other.ports[0]!.endpoints);
+  });
+
+  it('a port key served by several slices gets a new merged array, and the slices keep theirs', () => {
+    const a = parsed(rawSlice('a', [{ addresses: ['10.0.0.3'] }, { addresses: ['10.0.0.1'] }]));
+    const b = parsed(rawSlice('b', [{ addresses: ['10.0.0.2'] }, { addresses: ['10.0.0.1'] }]));
+    const before = [a, b].map((s) => [...s.ports[0]!.endpoints]);
+    const m = mergeSlices([b, a], 'IPv4').get(KEY)!;
+    expect(m.map((e) => e.endpoint)).toEqual(['10.0.0.1:80', '10.0.0.2:80', '10.0.0.3:80']);
+    // The copy of 10.0.0.1 that wins is slice a's (first by name), not a new object.
+    expect(m[0]).toBe(a.ports[0]!.endpoints[0]);
+    expect([a, b].map((s) => s.ports[0]!.endpoints)).toEqual(before);
+  });
+});
+
+/**
+ * The merge as it was when slices held SliceEndpoints and mergeSlices built the Endpoints:
+ * one Map per port key, slices in name order, each slice's endpoints in listed order, a
+ * later copy replacing an earlier one only when preferred; then sorted.
+ */
+function referenceMerge(raws: ReturnType<typeof rawSlice>[], family: 'IPv4' | 'IPv6', nodeName: string) {
+  const byPort = new Map<string, Map<string, Endpoint>>();
+  const ordered = [...raws].sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
+  for (const raw of ordered) {
+    if (raw.addressType !== family) continue;
+    for (const sp of parsed(raw).ports) {
+      const key = portKey(sp.name, sp.protocol);
+      if (!byPort.has(key)) byPort.set(key, new Map());
+      const set = byPort.get(key)!;
+      for (const ep of raw.endpoints as unknown as RefEndpoint[]) {
+        const ip = parseIP(ep.addresses[0]!)!;
+        if (ip.family !== family) continue;
+        const candidate: Endpoint = {
+          ip: ip.text,
+          port: sp.port,
+          endpoint: joinHostPort(ip, sp.port),
+          ready: ep.conditions.ready,
+          serving: ep.conditions.serving,
+          terminating: ep.conditions.terminating,
+          isLocal: ep.nodeName === nodeName,
+          nodeName: ep.nodeName ?? null,
+          zone: ep.zone,
+          zoneHints: null,
+          nodeHints: null,
+        };
+        const existing = set.get(candidate.endpoint);
+        const preferred =
+          !existing ||
+          (candidate.terminating !== existing.terminating
+            ? !candidate.terminating
+            : candidate.isLocal && !existing.isLocal);
+        if (preferred) set.set(candidate.endpoint, candidate);
+      }
+    }
+  }
+  const out = new Map<string, Endpoint[]>();
+  for (const [key, set] of byPort) {
+    out.set(
+      key,
+      [...set.values()].sort((a, b) => (a.endpoint < b.endpoint ? -1 : 1)),
+    );
+  }
+  return out;
+}
+
+interface RefEndpoint {
+  addresses: string[];
+  conditions: { ready: boolean; serving: boolean; terminating: boolean };
+  nodeName?: string;
+  zone: string;
+}
+
+describe('mergeSlices gives what the merge gave before the slices held Endpoints', () => {
+  // Few addresses and ports, so that duplicates within and across slices are common; the
+  // zone tells apart copies of one endpoint.
+  const endpointArb = fc.record({
+    addresses: fc.tuple(fc.constantFrom('10.0.0.1', '10.0.0.2', '10.0.0.10', '010.0.0.1', 'fd00::1')),
+    conditions: fc.record({ ready: fc.boolean(), serving: fc.boolean(), terminating: fc.boolean() }),
+    nodeName: fc.option(fc.constantFrom('node-1', 'node-2'), { nil: undefined }),
+    zone: fc.string({ minLength: 1, maxLength: 4 }),
+  });
+  const portArb = fc.record({
+    name: fc.constantFrom('', 'a', 'b'),
+    port: fc.constantFrom(80, 81),
+    protocol: fc.constantFrom<Protocol>('TCP', 'UDP'),
+  });
+  const sliceArb = fc.record({
+    addressType: fc.constantFrom('IPv4', 'IPv6'),
+    ports: fc.array(portArb, { maxLength: 3 }),
+    endpoints: fc.array(endpointArb, { maxLength: 6 }),
+  });
+
+  it('for any set of slices (property)', () => {
+    fc.assert(
+      fc.property(fc.array(sliceArb, { maxLength: 4 }), (specs) => {
+        const raws = specs.map((s, i) =>
+          rawSlice(`s${(i * 7) % 5}${i}`, s.endpoints, { addressType: s.addressType, ports: s.ports }),
+        );
+        const slices = raws.map(parsed);
+        for (const family of ['IPv4', 'IPv6'] as const) {
+          const actual = mergeSlices(slices, family);
+          const expected = referenceMerge(raws, family, NODE);
+          expect(new Map([...actual].map(([k, v]) => [k, [...v]]))).toEqual(expected);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
