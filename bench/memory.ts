@@ -22,9 +22,10 @@ import { median } from './stats.js';
 const MiB = 2 ** 20;
 const SAMPLE_MS = 50;
 
-function statusKiB(field: 'VmRSS' | 'VmHWM'): number | null {
+/** A memory field of /proc/<pid>/status (this process by default), KiB; null when unreadable. */
+export function statusKiB(field: 'VmRSS' | 'VmHWM', pid: number | 'self' = 'self'): number | null {
   try {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) : null;
   } catch {
     return null;

@@ -294,6 +294,8 @@ function runPathMemoryTable(results: readonly RunPathResult[]): string {
       'RSS after GC',
       'restart peak',
       'takeover peak',
+      'run child: first sync peak',
+      'steady',
       'run --once --from peak',
       'ms',
     ],
@@ -308,6 +310,8 @@ function runPathMemoryTable(results: readonly RunPathResult[]): string {
       mibOrDash(r.steady?.rssAfterGcMiB),
       mibOrDash(r.restart?.peakRssMiB),
       mibOrDash(r.takeover?.peakRssMiB),
+      mibOrDash(r.cli?.firstSyncPeakMiB),
+      mibOrDash(r.cli?.steadyRssMiB),
       mibOrDash(r.onceFromManifest?.peakRssMiB),
       r.onceFromManifest ? String(Math.round(r.onceFromManifest.ms)) : '-',
     ]),
@@ -316,7 +320,9 @@ function runPathMemoryTable(results: readonly RunPathResult[]): string {
     'run path memory, MiB: the proxy process (the API double runs apart). base = RSS before the proxy started;',
     "peaks are the kernel's high-water mark of RSS over each start (reset before it, after a forced GC);",
     `steady = median RSS over 5 s, 35 s after the last endpoint change (after a periodic sync); heap used = V8's at its end, live heap = after`,
-    'a forced full GC, RSS after GC = a second after it. run --once --from = the CLI as a child process, the JSON dump, into a fresh namespace (its peak RSS).',
+    'a forced full GC, RSS after GC = a second after it. run child = `switchboard run` (API source) as a process of its',
+    'own, the process the DaemonSet runs: its peak RSS to the end of its first sync and its steady RSS, sampled the same way.',
+    'run --once --from = the CLI as a child process, the JSON dump, into a fresh namespace (its peak RSS).',
     main,
   ].join('\n');
 }
@@ -374,6 +380,18 @@ export function checkRunPathTargets(results: readonly RunPathResult[]): TargetCh
         },
         memoryCheck(scenario, 'steady RSS', r.steady?.rssMiB, TARGETS.runSteadyRssMiB),
         memoryCheck(scenario, 'first sync peak RSS', r.firstSync?.peakRssMiB, TARGETS.runPeakRssMiB),
+        memoryCheck(
+          scenario,
+          'switchboard run child steady RSS',
+          r.cli?.steadyRssMiB,
+          TARGETS.runSteadyRssMiB,
+        ),
+        memoryCheck(
+          scenario,
+          'switchboard run child first sync peak RSS',
+          r.cli?.firstSyncPeakMiB,
+          TARGETS.runPeakRssMiB,
+        ),
         memoryCheck(scenario, 'restart peak RSS', r.restart?.peakRssMiB, TARGETS.runPeakRssMiB),
         memoryCheck(scenario, 'takeover peak RSS', r.takeover?.peakRssMiB, TARGETS.runPeakRssMiB),
         memoryCheck(
@@ -416,6 +434,8 @@ interface ApplyFields {
   runRestartPeakRssMiB: number | null;
   runTakeoverPeakRssMiB: number | null;
   runOnceFromPeakRssMiB: number | null;
+  runChildFirstSyncPeakRssMiB: number | null;
+  runChildSteadyRssMiB: number | null;
 }
 
 /**
@@ -451,6 +471,8 @@ export function jsonLines(
       runRestartPeakRssMiB: rounded(p?.restart?.peakRssMiB),
       runTakeoverPeakRssMiB: rounded(p?.takeover?.peakRssMiB),
       runOnceFromPeakRssMiB: rounded(p?.onceFromManifest?.peakRssMiB),
+      runChildFirstSyncPeakRssMiB: rounded(p?.cli?.firstSyncPeakMiB),
+      runChildSteadyRssMiB: rounded(p?.cli?.steadyRssMiB),
     };
   });
   return applies.map((a) =>
@@ -479,6 +501,8 @@ export function jsonLines(
       runRestartPeakRssMiB: a.runRestartPeakRssMiB,
       runTakeoverPeakRssMiB: a.runTakeoverPeakRssMiB,
       runOnceFromPeakRssMiB: a.runOnceFromPeakRssMiB,
+      runChildFirstSyncPeakRssMiB: a.runChildFirstSyncPeakRssMiB,
+      runChildSteadyRssMiB: a.runChildSteadyRssMiB,
     }),
   );
 }

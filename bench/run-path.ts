@@ -222,6 +222,16 @@ export class RunPath {
   }
 
   /** Has the double write the cluster's rules into `netns` the way kube-proxy writes them. */
+  /** The port the double listens on, on 127.0.0.1. */
+  get apiPort(): number {
+    return Number(new URL(this.url).port);
+  }
+
+  /** A kubeconfig file's text for the double, for a `switchboard run` child. */
+  kubeConfigText(): string {
+    return kubeConfigFor(this.url).exportConfig();
+  }
+
   async writeLikeKubeProxy(netns: string): Promise<void> {
     await this.double.ask({ type: 'write-like-kube-proxy', netns, backend: this.backend }, 'written');
   }

@@ -31,8 +31,9 @@
  * Every figure is published as soon as it exists, so a run stopped by the parent's time box
  * keeps what it measured.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -48,6 +49,7 @@ import {
   rssMiB,
   type SteadyFigures,
   startPeak,
+  statusKiB,
   steadyFigures,
   usageReporter,
 } from './memory.js';
@@ -71,6 +73,15 @@ export interface StartFigures {
   /** CPU over the same span, ms: this process (the proxy), and the commands it ran */
   cpuMs: number;
   childCpuMs: number;
+}
+
+export interface CliRunFigures {
+  /** the child's RSS high-water mark when its first sync ended, MiB */
+  firstSyncPeakMiB: number;
+  /** median RSS over STEADY_WINDOW_MS, STEADY_AFTER_MS after the first sync, MiB */
+  steadyRssMiB: number;
+  /** the high-water mark at the end (periodic syncs included), MiB */
+  peakMiB: number;
 }
 
 export interface RunPathResult {
@@ -97,6 +108,8 @@ export interface RunPathResult {
   baseRssMiB: number | null;
   /** STEADY_WINDOW_MS, starting STEADY_AFTER_MS after the last endpoint change */
   steady: SteadyFigures | null;
+  /** `switchboard run` (API source) as a child process: the production process's own figures */
+  cli: CliRunFigures | null;
   /** `run --once --from` the JSON dump: the CLI child's peak RSS (MiB), wall ms and CPU ms */
   onceFromManifest: { peakRssMiB: number; ms: number; cpuMs: number } | null;
   complete: boolean;
@@ -148,11 +161,8 @@ function syncLines(report: SyncReport): number {
   return report.results.reduce((n, r) => n + r.restoreLines, 0);
 }
 
-/**
- * `switchboard run --once --from <dump.json>` as a child process in namespace `ns`, with its
- * peak RSS and CPU from the child itself.
- */
-function runOnceFromManifest(run: RunPath, dir: string, dump: string, ns: string) {
+/** The configuration and host files a `switchboard run` child of the benchmark is given. */
+function writeCliFiles(run: RunPath, dir: string): { config: string; host: string } {
   const config = join(dir, 'config.yaml');
   writeFileSync(
     config,
@@ -169,10 +179,25 @@ function runOnceFromManifest(run: RunPath, dir: string, dump: string, ns: string
   );
   const host = join(dir, 'host.json');
   writeFileSync(host, JSON.stringify(run.host));
+  return { config, host };
+}
+
+/** The V8 heap flags this process runs with, as the chart gives them to the proxy. */
+function heapFlags(): string[] {
+  return process.execArgv.filter(
+    (a) => a.startsWith('--max-old-space-size') || a.startsWith('--max-semi-space-size'),
+  );
+}
+
+/**
+ * `switchboard run --once --from <dump.json>` as a child process in namespace `ns`, with its
+ * peak RSS and CPU from the child itself.
+ */
+function runOnceFromManifest(run: RunPath, dir: string, dump: string, ns: string) {
+  const { config, host } = writeCliFiles(run, dir);
   const args = [
     ...usageReporter(dir),
-    // the heap cap this process runs with, as the chart gives it to the proxy
-    ...process.execArgv.filter((a) => a.startsWith('--max-old-space-size')),
+    ...heapFlags(),
     ...cliCommand(),
     'run',
     '--once',
@@ -201,6 +226,115 @@ function runOnceFromManifest(run: RunPath, dir: string, dump: string, ns: string
   return { peakRssMiB: usage.peakMiB, ms, cpuMs: usage.cpuMs };
 }
 
+/** How long a `switchboard run` child may take to its first sync (10,000 services: ~20 s here). */
+const CLI_FIRST_SYNC_TIMEOUT_MS = 300_000;
+
+function procStatusMiB(pid: number, field: 'VmRSS' | 'VmHWM'): number | null {
+  const kib = statusKiB(field, pid);
+  return kib === null ? null : kib / 1024;
+}
+
+/**
+ * `switchboard run` (API source) as a child process in namespace `ns`, the process the
+ * DaemonSet runs: its peak RSS up to the end of its first sync (the kernel's high-water mark
+ * of the child), and its steady RSS sampled as for the in-process proxy. Ended by SIGTERM.
+ */
+async function runCliSteady(run: RunPath, dir: string, ns: string): Promise<CliRunFigures> {
+  const { config, host } = writeCliFiles(run, dir);
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(kubeconfig, run.kubeConfigText());
+  const log = join(dir, 'run.log');
+  const out = openSync(log, 'w');
+  // The API double listens on this process's loopback, which the namespace does not reach; a
+  // path-named unix socket does (it is not bound to a network namespace), so the bytes go
+  // namespace loopback -> unix socket -> here -> the double.
+  const bridge = await bridgeIntoNetns(run.apiPort, ns, dir);
+  const args = [...heapFlags(), ...cliCommand(), 'run', '--kubeconfig', kubeconfig, '--config', config];
+  args.push('--host', host, '--family', 'ipv4');
+  // `ip netns exec` execs the command: the child's pid is the proxy's.
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...args], {
+    stdio: ['ignore', out, out],
+  });
+  closeSync(out);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    const pid = child.pid!;
+    const t0 = performance.now();
+    while (!/"msg":"synced"/.test(readFileSync(log, 'utf8'))) {
+      if (
+        child.exitCode !== null ||
+        child.signalCode !== null ||
+        performance.now() - t0 > CLI_FIRST_SYNC_TIMEOUT_MS
+      )
+        throw new Error(
+          `switchboard run did not finish a first sync: ${readFileSync(log, 'utf8').slice(-2000)}`,
+        );
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const firstSyncPeakMiB = procStatusMiB(pid, 'VmHWM') ?? Number.NaN;
+    await new Promise((r) => setTimeout(r, STEADY_AFTER_MS));
+    const samples: number[] = [];
+    const end = performance.now() + STEADY_WINDOW_MS;
+    while (performance.now() < end) {
+      const rss = procStatusMiB(pid, 'VmRSS');
+      if (rss !== null) samples.push(rss);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return {
+      firstSyncPeakMiB,
+      steadyRssMiB: median(samples),
+      peakMiB: procStatusMiB(pid, 'VmHWM') ?? Number.NaN,
+    };
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await bridge.close();
+  }
+}
+
+/**
+ * Makes 127.0.0.1:`port` inside namespace `ns` reach 127.0.0.1:`port` here: a forwarder
+ * process in the namespace (its pid is ours to end) connects to a unix socket in `dir`
+ * that this process relays to the port.
+ */
+async function bridgeIntoNetns(port: number, ns: string, dir: string): Promise<{ close(): Promise<void> }> {
+  spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up'], { stdio: 'inherit' });
+  const path = join(dir, 'api.sock');
+  const relay = createServer((c) => {
+    const up = connect(port, '127.0.0.1');
+    c.pipe(up).pipe(c);
+    c.on('error', () => up.destroy());
+    up.on('error', () => c.destroy());
+  });
+  await new Promise<void>((r) => relay.listen(path, r));
+  const forwarder = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      ns,
+      process.execPath,
+      '-e',
+      `const net = require('node:net');
+       net.createServer((c) => { const up = net.connect(${JSON.stringify(path)}); c.pipe(up).pipe(c);
+         c.on('error', () => up.destroy()); up.on('error', () => c.destroy()); })
+         .listen(${port}, '127.0.0.1', () => process.stdout.write('listening\\n'));`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await new Promise<void>((resolve, reject) => {
+    forwarder.stdout!.once('data', () => resolve());
+    forwarder.once('exit', (code) => reject(new Error(`the namespace forwarder exited (${code})`)));
+  });
+  return {
+    async close() {
+      forwarder.kill('SIGTERM');
+      await new Promise<void>((r) => relay.close(() => r()));
+    },
+  };
+}
+
 export function runPathNotMeasured(scenario: string, backend: Backend): RunPathResult {
   const load = loadavg()[0]!;
   return {
@@ -215,6 +349,7 @@ export function runPathNotMeasured(scenario: string, backend: Backend): RunPathR
     takeover: null,
     baseRssMiB: null,
     steady: null,
+    cli: null,
     onceFromManifest: null,
     complete: false,
     loadAverage: [load, load],
@@ -315,6 +450,16 @@ export async function runRunPathScenario(
     );
     publish();
     await run.stopProxy();
+
+    const cliNs = createNetns('cli');
+    namespaces.push(cliNs);
+    say('switchboard run as a child process (API source): first sync, then steady ...');
+    result.cli = await runCliSteady(run, dir, cliNs.name);
+    say(
+      `switchboard run: peak RSS ${Math.round(result.cli.firstSyncPeakMiB)} MiB at its first sync, ` +
+        `steady RSS ${Math.round(result.cli.steadyRssMiB)} MiB`,
+    );
+    publish();
 
     const once = createNetns('once');
     namespaces.push(once);
