@@ -214,7 +214,7 @@ describe('SavedTablesParser', () => {
     const nat = parseSavedTables(text).get('nat')!;
     expect(nat.get('A')).toEqual({ builtin: false, count: 2, rules: '-A A -j RETURN\n-A A -j DROP' });
     const split = nat.get('KUBE-SEP-X')!;
-    expect(split).toEqual({ builtin: false, count: 2, digest: null, jumps: [] });
+    expect(split).toEqual({ builtin: false, count: 2, digest: null, jumps: ['KUBE-MARK-MASQ'] });
     expect(chainMatches(['-A KUBE-SEP-X -j KUBE-MARK-MASQ', '-A KUBE-SEP-X -j DROP'], split, 'IPv4')).toBe(
       false,
     );

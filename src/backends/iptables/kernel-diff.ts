@@ -71,48 +71,56 @@ const DASH = 0x2d;
 const LETTER_A = 0x41;
 const COLON = 0x3a;
 const STAR = 0x2a;
-const COMMIT = Buffer.from('COMMIT', 'latin1');
 /** what chunking.ts's jumpTarget looks for */
 const JUMP = Buffer.from(' -j KUBE-', 'latin1');
-const SERVICE_PREFIXES = SERVICE_CHAIN_PREFIXES.map((p) => Buffer.from(p, 'latin1'));
 
 interface TextBuilder {
-  digestOnly: false;
   builtin: boolean;
   count: number;
   lines: string[];
 }
 
+/** A digest chain while it is read: already in its final shape (100,000+ of them). */
 interface DigestBuilder {
-  digestOnly: true;
+  builtin: false;
   count: number;
-  /** runs of rules seen: more than one cannot be digested as one text */
-  runs: number;
+  /** UNREAD until its run of rules is read */
   digest: string | null;
   jumps: readonly string[];
 }
 
+/** The digest of a chain whose rules have not come yet: a value no base64 digest takes. */
+const UNREAD = '(unread)';
+
 type Builder = TextBuilder | DigestBuilder;
 
-/** The run of rules of a digest chain being read: its bytes, as segments of the chunks. */
-interface OpenRun {
-  chain: DigestBuilder;
-  /** finished segments (each whole lines, without the last newline) */
-  pieces: Uint8Array[];
-  buf: Uint8Array;
-  start: number;
-  end: number;
-}
+const isDigestBuilder = (b: Builder): b is DigestBuilder => !('lines' in b);
 
 function asBuffer(chunk: Uint8Array | string): Buffer {
   if (typeof chunk === 'string') return Buffer.from(chunk, 'utf8');
   return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
+// Chain names are short: the loops below beat a native call per line (Buffer.indexOf,
+// Buffer.compare) several times over on the 1,000,000 lines of a large save.
+
 /** End of the word starting at `from` in the line [from, end). */
 function wordEnd(buf: Buffer, from: number, end: number): number {
-  const space = buf.indexOf(SPACE, from);
-  return space === -1 || space > end ? end : space;
+  let at = from;
+  while (at < end && buf[at] !== SPACE) at++;
+  return at;
+}
+
+/** Whether bytes [start, end) of `buf` are `name` (ASCII). */
+function bytesAre(buf: Buffer, start: number, end: number, name: string): boolean {
+  if (end - start !== name.length) return false;
+  for (let i = 0; i < name.length; i++) if (buf[start + i] !== name.charCodeAt(i)) return false;
+  return true;
+}
+
+/** Whether the bytes at `start` begin with `prefix` (ASCII). */
+function bytesStartWith(buf: Buffer, start: number, end: number, prefix: string): boolean {
+  return end - start >= prefix.length && bytesAre(buf, start, start + prefix.length, prefix);
 }
 
 /**
@@ -127,12 +135,20 @@ function wordEnd(buf: Buffer, from: number, end: number): number {
 export class SavedTablesParser {
   private readonly tables: SavedTables = new Map();
   private readonly digestOnly: (chain: string) => boolean;
-  /** the table being read, null outside one */
-  private chains: Map<string, Builder> | null = null;
+  /** the table being read, null outside one; text chains become SavedTextChains at its end */
+  private chains: Map<string, Builder | SavedChain> | null = null;
   private tableName = '';
   /** the chain of the previous rule line, to find the next line's chain without a lookup */
-  private last: { name: Buffer; chain: Builder } | null = null;
-  private run: OpenRun | null = null;
+  private lastName = '';
+  private last: Builder | null = null;
+  /**
+   * The run of rules of the digest chain being read (`last`, when it is one): its bytes as
+   * finished segments (whole lines, without the last newline) and the one still growing.
+   */
+  private runPieces: Uint8Array[] | null = null;
+  private runBuf: Buffer | null = null;
+  private runStart = 0;
+  private runEnd = 0;
   /** the start of a line split across chunks */
   private carry: Buffer[] = [];
   /** jump lists by content, shared by the chains that have the same */
@@ -150,7 +166,7 @@ export class SavedTablesParser {
     if (this.carry.length > 0) {
       const eol = buf.indexOf(NEWLINE);
       if (eol === -1) {
-        this.carry.push(Buffer.from(buf)); // a copy: the chunk's buffer may be reused
+        this.carry.push(Buffer.from(buf));
         return;
       }
       const line = Buffer.concat([...this.carry, buf.subarray(0, eol)]);
@@ -161,6 +177,7 @@ export class SavedTablesParser {
     while (pos < buf.length) {
       const eol = buf.indexOf(NEWLINE, pos);
       if (eol === -1) {
+        // A copy: a view would keep the whole chunk.
         this.carry.push(Buffer.from(buf.subarray(pos)));
         break;
       }
@@ -196,10 +213,7 @@ export class SavedTablesParser {
     } else if (c0 === STAR) {
       this.finishTable();
       this.startTable(buf, start, end);
-    } else if (
-      end - start >= COMMIT.length &&
-      buf.compare(COMMIT, 0, COMMIT.length, start, start + 6) === 0
-    ) {
+    } else if (bytesStartWith(buf, start, end, 'COMMIT')) {
       this.finishTable();
     }
     // Anything else (comments) is skipped; a run of rules continues across it.
@@ -212,85 +226,91 @@ export class SavedTablesParser {
 
   private newBuilder(name: string, builtin: boolean): Builder {
     return !builtin && this.digestOnly(name)
-      ? { digestOnly: true, count: 0, runs: 0, digest: null, jumps: NO_JUMPS }
-      : { digestOnly: false, builtin, count: 0, lines: [] };
+      ? { builtin: false, count: 0, digest: UNREAD, jumps: NO_JUMPS }
+      : { builtin, count: 0, lines: [] };
   }
 
   /** `:NAME POLICY [p:b]`. A chain declared again starts empty, as in restore input. */
   private declare(buf: Buffer, start: number, end: number): void {
     const nameEnd = wordEnd(buf, start + 1, end);
     const name = buf.toString('latin1', start + 1, nameEnd);
-    const policyEnd = nameEnd < end ? wordEnd(buf, nameEnd + 1, end) : end;
-    const policy = nameEnd < end ? buf.toString('latin1', nameEnd + 1, policyEnd) : '-';
-    this.chains!.set(name, this.newBuilder(name, policy !== '-'));
+    // The policy word: `-` for a user chain (also when missing), ACCEPT/DROP for a built-in.
+    const policy = nameEnd + 1;
+    const userChain =
+      nameEnd >= end || (buf[policy] === DASH && (policy + 1 === end || buf[policy + 1] === SPACE));
+    this.chains!.set(name, this.newBuilder(name, !userChain));
   }
 
   private rule(buf: Buffer, start: number, end: number): void {
     const nameStart = start + 3;
-    const nameEnd = wordEnd(buf, nameStart, end);
-    const last = this.last;
-    let chain: Builder;
+    let chain = this.last;
+    // Most lines continue the previous line's chain: check for its name first.
+    const lastEnd = nameStart + this.lastName.length;
     if (
-      last !== null &&
-      nameEnd - nameStart === last.name.length &&
-      buf.compare(last.name, 0, last.name.length, nameStart, nameEnd) === 0
+      chain === null ||
+      lastEnd > end ||
+      (lastEnd < end && buf[lastEnd] !== SPACE) ||
+      !bytesAre(buf, nameStart, lastEnd, this.lastName)
     ) {
-      chain = last.chain;
-    } else {
       this.closeRun();
-      const name = buf.toString('latin1', nameStart, nameEnd);
-      let found = this.chains!.get(name);
+      const name = buf.toString('latin1', nameStart, wordEnd(buf, nameStart, end));
+      let found = this.chains!.get(name) as Builder | undefined;
       if (!found) {
         // A rule for a chain without a declaration: keep it, as a user chain.
         found = this.newBuilder(name, false);
         this.chains!.set(name, found);
       }
       chain = found;
-      this.last = { name: Buffer.from(name, 'latin1'), chain };
-      if (chain.digestOnly) {
-        chain.runs++;
-        this.run = { chain, pieces: [], buf, start, end: start - 1 };
+      this.last = chain;
+      this.lastName = name;
+      if (isDigestBuilder(chain)) {
+        // iptables-save prints a chain's rules in one run; a second run cannot be digested
+        // as one text with the first: be safe, the chain is to be rewritten.
+        if (chain.digest !== UNREAD) chain.digest = null;
+        this.runPieces = null;
+        this.runBuf = buf;
+        this.runStart = start;
+        this.runEnd = start - 1;
       }
     }
     chain.count++;
-    if (!chain.digestOnly) {
+    if (!isDigestBuilder(chain)) {
       chain.lines.push(buf.toString('utf8', start, end));
-      return;
-    }
-    const run = this.run!;
-    if (run.buf === buf && run.end + 1 === start) {
-      run.end = end;
+    } else if (this.runBuf === buf && this.runEnd + 1 === start) {
+      this.runEnd = end;
     } else {
-      if (run.end >= run.start) run.pieces.push(run.buf.subarray(run.start, run.end));
-      run.buf = buf;
-      run.start = start;
-      run.end = end;
+      // The run goes on in another chunk (or after a skipped line).
+      this.runPieces ??= [];
+      this.runPieces.push(this.runBuf!.subarray(this.runStart, this.runEnd));
+      this.runBuf = buf;
+      this.runStart = start;
+      this.runEnd = end;
     }
   }
 
   /** Digests the run of rules being read, if any. */
   private closeRun(): void {
+    const chain = this.last;
+    const buf = this.runBuf;
     this.last = null;
-    const run = this.run;
-    if (run === null) return;
-    this.run = null;
-    const chain = run.chain;
-    if (chain.runs > 1) {
-      // iptables-save prints a chain's rules in one run; if not, be safe: rewrite it.
-      chain.digest = null;
-      chain.jumps = NO_JUMPS;
+    this.lastName = '';
+    this.runBuf = null;
+    if (chain === null || buf === null || !isDigestBuilder(chain)) return;
+    let text = buf.subarray(this.runStart, this.runEnd);
+    if (this.runPieces !== null) {
+      const parts: Uint8Array[] = [];
+      for (const piece of this.runPieces) parts.push(piece, NEWLINE_BYTE);
+      parts.push(text);
+      text = Buffer.concat(parts);
+      this.runPieces = null;
+    }
+    if (chain.digest === null) {
+      // A later run of a chain to be rewritten: its jumps still count.
+      chain.jumps = this.sharedJumps([...new Set([...chain.jumps, ...this.jumpsIn(text)])]);
       return;
     }
-    const last = run.buf.subarray(run.start, run.end);
-    let text: Uint8Array = last;
-    if (run.pieces.length > 0) {
-      const parts: Uint8Array[] = [];
-      for (const piece of run.pieces) parts.push(piece, NEWLINE_BYTE);
-      parts.push(last);
-      text = Buffer.concat(parts);
-    }
     chain.digest = rulesDigest(text);
-    chain.jumps = this.jumpsIn(asBuffer(text));
+    chain.jumps = this.jumpsIn(text);
   }
 
   /** The non-service KUBE- chains the rules in `text` jump to (every ` -j KUBE-` in it). */
@@ -300,13 +320,18 @@ export class SavedTablesParser {
       const start = at + 4;
       let end = start;
       while (end < text.length && text[end] !== SPACE && text[end] !== NEWLINE) end++;
-      if (SERVICE_PREFIXES.some((p) => text.compare(p, 0, p.length, start, start + p.length) === 0)) continue;
+      if (SERVICE_CHAIN_PREFIXES.some((p) => bytesStartWith(text, start, end, p))) continue;
       const name = text.toString('latin1', start, end);
       names ??= [];
       if (!names.includes(name)) names.push(name);
     }
-    if (names === null) return NO_JUMPS;
-    const key = names.join(' ');
+    return names === null ? NO_JUMPS : this.sharedJumps(names);
+  }
+
+  /** The one list with these names, shared by the chains that jump to the same. */
+  private sharedJumps(names: string[]): readonly string[] {
+    if (names.length === 0) return NO_JUMPS;
+    const key = names.length === 1 ? names[0]! : names.join(' ');
     let shared = this.jumpLists.get(key);
     if (!shared) {
       shared = Object.freeze(names);
@@ -320,21 +345,13 @@ export class SavedTablesParser {
     const chains = this.chains;
     if (chains === null) return;
     this.chains = null;
-    const out = new Map<string, SavedChain>();
-    for (const [name, c] of chains) {
-      out.set(
-        name,
-        c.digestOnly
-          ? {
-              builtin: false,
-              count: c.count,
-              digest: c.count === 0 ? EMPTY_DIGEST : c.digest,
-              jumps: c.jumps,
-            }
-          : { builtin: c.builtin, rules: c.lines.join('\n'), count: c.count },
-      );
+    for (const [name, entry] of chains) {
+      const c = entry as Builder; // all builders until now
+      if (!isDigestBuilder(c))
+        chains.set(name, { builtin: c.builtin, rules: c.lines.join('\n'), count: c.count });
+      else if (c.digest === UNREAD) c.digest = EMPTY_DIGEST;
     }
-    this.tables.set(this.tableName, out);
+    this.tables.set(this.tableName, chains as Map<string, SavedChain>);
   }
 }
 
