@@ -116,11 +116,14 @@ COMMIT
 :FORWARD DROP [0:0]
 :KUBE-FORWARD - [0:0]
 :KUBE-SERVICES - [0:0]
+:CAFÉ-CHAIN - [0:0]
 -A INPUT -m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS
 -A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES
 -A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
 -A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
+-A CAFÉ-CHAIN -j RETURN
+-A CAFÉ-CHAIN -m comment --comment "né" -j DROP
 COMMIT
 *nat
 :PREROUTING ACCEPT [0:0]

@@ -111,7 +111,10 @@ function wordEnd(buf: Buffer, from: number, end: number): number {
   return at;
 }
 
-/** Whether bytes [start, end) of `buf` are `name` (ASCII). */
+/**
+ * Whether bytes [start, end) of `buf` are `name`, compared as ASCII (a chain name that
+ * is not ASCII never compares equal: it only costs a lookup by its decoded name).
+ */
 function bytesAre(buf: Buffer, start: number, end: number, name: string): boolean {
   if (end - start !== name.length) return false;
   for (let i = 0; i < name.length; i++) if (buf[start + i] !== name.charCodeAt(i)) return false;
@@ -220,7 +223,7 @@ export class SavedTablesParser {
   }
 
   private startTable(buf: Buffer, start: number, end: number): void {
-    this.tableName = buf.toString('latin1', start + 1, end).trim();
+    this.tableName = buf.toString('utf8', start + 1, end).trim();
     this.chains = new Map();
   }
 
@@ -233,7 +236,7 @@ export class SavedTablesParser {
   /** `:NAME POLICY [p:b]`. A chain declared again starts empty, as in restore input. */
   private declare(buf: Buffer, start: number, end: number): void {
     const nameEnd = wordEnd(buf, start + 1, end);
-    const name = buf.toString('latin1', start + 1, nameEnd);
+    const name = buf.toString('utf8', start + 1, nameEnd);
     // The policy word: `-` for a user chain (also when missing), ACCEPT/DROP for a built-in.
     const policy = nameEnd + 1;
     const userChain =
@@ -253,7 +256,7 @@ export class SavedTablesParser {
       !bytesAre(buf, nameStart, lastEnd, this.lastName)
     ) {
       this.closeRun();
-      const name = buf.toString('latin1', nameStart, wordEnd(buf, nameStart, end));
+      const name = buf.toString('utf8', nameStart, wordEnd(buf, nameStart, end));
       let found = this.chains!.get(name) as Builder | undefined;
       if (!found) {
         // A rule for a chain without a declaration: keep it, as a user chain.
@@ -321,7 +324,7 @@ export class SavedTablesParser {
       let end = start;
       while (end < text.length && text[end] !== SPACE && text[end] !== NEWLINE) end++;
       if (SERVICE_CHAIN_PREFIXES.some((p) => bytesStartWith(text, start, end, p))) continue;
-      const name = text.toString('latin1', start, end);
+      const name = text.toString('utf8', start, end);
       names ??= [];
       if (!names.includes(name)) names.push(name);
     }
