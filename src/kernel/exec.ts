@@ -145,8 +145,10 @@ export class ExecaRunner implements CommandRunner {
       reject: false,
       stripFinalNewline: false,
       maxBuffer: this.maxOutputChars,
-      // Streaming: execa leaves stdout unread (it would resume it on the next turn of the
-      // event loop) and we take its Buffers as they come, so the output is never one string.
+      // Streaming: with `buffer` off for stdout, execa 9 collects nothing from it (a
+      // transform or `lines` would still collect the result) and leaves the subprocess's
+      // stdout stream to us (it resumes it itself only if nobody listens by the next turn
+      // of the event loop): its Buffers go to onStdout as they come, never one string.
       buffer: { stdout: onStdout === undefined, stderr: true },
       // The kernel tools print messages we parse; keep them in English.
       env: { LC_ALL: 'C' },
