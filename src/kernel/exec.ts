@@ -20,6 +20,16 @@ export interface RunOptions {
    * returned with its exit code, for commands whose exit code is an answer (`iptables -C`).
    */
   reject?: boolean;
+  /**
+   * When set, the command's stdout is handed over in chunks as it arrives and not
+   * collected: the result's `stdout` is ''. For output too large to hold as one string
+   * (iptables-save of a large cluster is ~50 MB at 10,000 services, and past ~2^29
+   * characters no V8 string can hold it). Bytes, not text: a consumer that keeps parts
+   * decodes them itself, so nothing it keeps can be a slice pinning a whole chunk. Exit
+   * code, stderr, timeout and `reject` behave as without it. A throw from it ends the
+   * command and is what `run` throws.
+   */
+  onStdout?: (chunk: Uint8Array) => void;
 }
 
 export interface RunResult {
@@ -58,8 +68,10 @@ export class CommandError extends Error {
 }
 
 /**
- * What every runner does with a finished command: the result, or, with `reject` (the
- * default), a CommandError when the command exited non-zero.
+ * What every runner does with a finished command: its stdout handed to `onStdout` when
+ * that is set (runners that make up a whole result at once, fakes and recorders, hand it
+ * over as one chunk), then the result, or, with `reject` (the default), a CommandError
+ * when the command exited non-zero.
  */
 export function honourReject(
   cmd: string,
@@ -67,6 +79,10 @@ export function honourReject(
   result: RunResult,
   options: RunOptions,
 ): RunResult {
+  if (options.onStdout && result.stdout !== '') {
+    options.onStdout(Buffer.from(result.stdout));
+    result = { ...result, stdout: '' };
+  }
   if (result.exitCode !== 0 && options.reject !== false) throw CommandError.exit(cmd, args, result);
   return result;
 }
@@ -108,10 +124,12 @@ export function* chunksOf(pieces: readonly string[], chunkChars = CHUNK_CHARS): 
 const DEFAULT_TIMEOUT_MS = 60_000;
 
 /**
- * The most a command may print, in characters. execa's default (100 million) is less than
- * iptables-save prints at ~25,000 services x 10 endpoints (~40 MB at 10,000): past it the
- * output is cut and the command killed, so every full sync of such a node would fail. This
- * is close to V8's longest string (2^29 - 24 characters on 64-bit), which caps it anyway.
+ * The most a command may print, in characters, when its output is collected (not with
+ * onStdout: a full sync streams iptables-save). execa's default (100 million) is less than
+ * iptables-save prints at ~25,000 services x 10 endpoints (~40 MB at 10,000), which the
+ * whole reads that remain (cleanup) still take: past it the output is cut and the command
+ * killed. This is close to V8's longest string (2^29 - 24 characters on 64-bit), which
+ * caps it anyway.
  */
 const MAX_OUTPUT_CHARS = 500_000_000;
 
@@ -120,18 +138,38 @@ export class ExecaRunner implements CommandRunner {
   constructor(private readonly maxOutputChars = MAX_OUTPUT_CHARS) {}
 
   async run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-    const { input = '' } = options;
-    const result = await execa(cmd, [...args], {
+    const { input = '', onStdout } = options;
+    const subprocess = execa(cmd, [...args], {
       input: typeof input === 'string' ? input : Readable.from(chunksOf(input), { objectMode: false }),
       timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       reject: false,
       stripFinalNewline: false,
       maxBuffer: this.maxOutputChars,
+      // Streaming: with `buffer` off for stdout, execa 9 collects nothing from it (a
+      // transform or `lines` would still collect the result) and leaves the subprocess's
+      // stdout stream to us (it resumes it itself only if nobody listens by the next turn
+      // of the event loop): its Buffers go to onStdout as they come, never one string.
+      buffer: { stdout: onStdout === undefined, stderr: true },
       // The kernel tools print messages we parse; keep them in English.
       env: { LC_ALL: 'C' },
     });
+    let consumerError: { error: unknown } | null = null;
+    if (onStdout) {
+      subprocess.stdout.on('data', (chunk: Buffer) => {
+        if (consumerError) return;
+        try {
+          onStdout(chunk);
+        } catch (error) {
+          // Not thrown from the stream's event: that would crash the process.
+          consumerError = { error };
+          subprocess.kill();
+        }
+      });
+    }
+    const result = await subprocess;
+    if (consumerError) throw (consumerError as { error: unknown }).error;
     const out: RunResult = {
-      stdout: result.stdout,
+      stdout: result.stdout ?? '',
       stderr: result.stderr,
       exitCode: result.exitCode ?? -1,
     };

@@ -146,6 +146,15 @@ export class Iptables {
   }
 
   /**
+   * `iptables-save [-t table]` output handed to `onChunk` as it is printed, never held
+   * whole (see RunOptions.onStdout): a large cluster's is tens of megabytes.
+   */
+  async saveTo(family: IPFamily, onChunk: (chunk: Uint8Array) => void, table?: string): Promise<void> {
+    const args = table ? ['-t', table] : [];
+    await this.runner.run(this.binary(family, 'save'), args, { timeoutMs: 60_000, onStdout: onChunk });
+  }
+
+  /**
    * One chain's rules as `iptables -S` prints them (iptables-save's form, after a `-N` or
    * `-P` line), or null when the chain does not exist (exit 1: legacy says "No chain...",
    * iptables-nft 1.8.9 misleadingly "...is incompatible"). Any other failure throws.

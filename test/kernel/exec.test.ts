@@ -1,6 +1,7 @@
 /**
  * ExecaRunner against real (harmless) processes; no root needed.
  */
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { CommandError, chunksOf, ExecaRunner } from '../../src/kernel/exec.js';
 
@@ -73,5 +74,69 @@ describe('ExecaRunner', () => {
       .catch((e: unknown) => e);
     expect(error).toMatchObject({ name: 'CommandError', reason: 'output' });
     expect(String(error)).toContain('printed more than 1000 characters');
+  });
+
+  describe('onStdout: output handed over in chunks, not collected', () => {
+    it('hands over every byte, in order, in many chunks; the result holds none of it', async () => {
+      // seq 1 1000000 prints 6,888,896 bytes.
+      const chunks: number[] = [];
+      const hash = createHash('sha256');
+      const r = await runner.run('seq', ['1', '1000000'], {
+        onStdout: (chunk) => {
+          chunks.push(chunk.length);
+          hash.update(chunk);
+        },
+      });
+      expect(r).toEqual({ stdout: '', stderr: '', exitCode: 0 });
+      expect(chunks.reduce((a, b) => a + b, 0)).toBe(6_888_896);
+      expect(chunks.length).toBeGreaterThan(10);
+      const expected = createHash('sha256');
+      for (let i = 1; i <= 1_000_000; i++) expected.update(`${i}\n`);
+      expect(hash.digest('hex')).toBe(expected.digest('hex'));
+    });
+
+    it('is not bound by the output limit (nothing is buffered)', async () => {
+      const small = new ExecaRunner(1000);
+      let bytes = 0;
+      await small.run('seq', ['1', '100000'], { onStdout: (c) => (bytes += c.length) });
+      expect(bytes).toBe(588_895);
+    });
+
+    it('exit code, stderr and timeout behave as without it', async () => {
+      const args = [
+        '-e',
+        'process.stdout.write("partial\\n"); process.stderr.write("bad input\\n"); process.exit(3)',
+      ];
+      const seen: string[] = [];
+      const onStdout = (c: Uint8Array) => seen.push(Buffer.from(c).toString());
+      const error = await runner.run(node, args, { onStdout }).catch((e: unknown) => e);
+      expect(error).toMatchObject({
+        reason: 'exit',
+        result: { stdout: '', exitCode: 3, stderr: 'bad input\n' },
+      });
+      expect(await runner.run(node, args, { onStdout, reject: false })).toEqual({
+        stdout: '',
+        stderr: 'bad input\n',
+        exitCode: 3,
+      });
+      expect(seen).toEqual(['partial\n', 'partial\n']);
+      const timeout = await runner
+        .run(node, ['-e', 'setTimeout(() => {}, 10000)'], { timeoutMs: 200, onStdout })
+        .catch((e: unknown) => e);
+      expect(timeout).toMatchObject({ name: 'CommandError', reason: 'timeout' });
+    });
+
+    it('a throw from the consumer ends the command and is what run throws', async () => {
+      const error = await runner
+        .run('seq', ['1', '1000000000'], {
+          timeoutMs: 600_000,
+          onStdout: () => {
+            throw new Error('parser refused the input');
+          },
+        })
+        .catch((e: unknown) => e);
+      // Killed at once: run to the end it would print ~10 GB, far past the test's timeout.
+      expect(error).toMatchObject({ message: 'parser refused the input' });
+    });
   });
 });

@@ -11,6 +11,7 @@ import {
   chainMatches,
   dropChainsTheKernelHolds,
   parseSavedTables,
+  rulesDigest,
 } from '../../src/backends/iptables/kernel-diff.js';
 import { emptyTable } from '../../src/backends/iptables/restore-text.js';
 import {
@@ -288,7 +289,13 @@ describe('parseSavedTables and the chain comparison', () => {
         '-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n' +
         '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT',
     });
-    expect(saved.get('nat')!.get('KUBE-SVC-X')).toEqual({ builtin: false, count: 0, rules: '' });
+    // A service chain keeps a digest of its rules' text, here of none.
+    expect(saved.get('nat')!.get('KUBE-SVC-X')).toEqual({
+      builtin: false,
+      count: 0,
+      digest: rulesDigest(''),
+      jumps: [],
+    });
   });
 
   it('keeps rules of a chain that come in two runs', () => {

@@ -32,7 +32,6 @@ import {
   type ChunkingOptions,
   DEFAULT_CHUNKING,
   ENTRY_CHAINS,
-  jumpTarget,
   type KernelChains,
   planTransactions,
   type TransactionPlan,
@@ -47,11 +46,11 @@ import {
 } from './jump-rules.js';
 import {
   dropChainsTheKernelHolds,
-  parseSavedTables,
   type SavedChain,
   type SavedTables,
+  SavedTablesParser,
   savedChainFromListing,
-  savedRuleLines,
+  savedJumps,
 } from './kernel-diff.js';
 import { addStaleChains, FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
 import { type RestoreTable, restoreLineCount, restorePieces, type TableName } from './restore-text.js';
@@ -116,13 +115,7 @@ function kernelChains(saved: SavedTables): KernelChains {
   for (const [name, chain] of nat) {
     if (!appendEntryChains) break;
     if (entries.has(name) || chain.count === 0) continue;
-    for (const rule of savedRuleLines(chain)) {
-      const target = jumpTarget(rule);
-      if (target !== undefined && entries.has(target)) {
-        appendEntryChains = false;
-        break;
-      }
-    }
+    if (savedJumps(chain).some((target) => entries.has(target))) appendEntryChains = false;
   }
   return { nat: new Set(nat.keys()), appendEntryChains };
 }
@@ -196,7 +189,7 @@ export class IptablesBackend implements ProxyBackend {
   private canariesMade = false;
   private afterFirstFullSync: ((iptables: Iptables) => Promise<void>) | undefined;
   /** a kernel read started by starting(), for the first full sync */
-  private readAhead: { startedMs: number; text: Promise<string> } | null = null;
+  private readAhead: { startedMs: number; saved: Promise<SavedTables> } | null = null;
 
   constructor(config: IptablesBackendConfig) {
     this.family = config.family;
@@ -231,8 +224,10 @@ export class IptablesBackend implements ProxyBackend {
       let saved: SavedTables | null = null;
       const phases = new PhaseTimer();
       // A full sync reads every table once: what to write is what differs from it (spec
-      // §17). iptables-save runs while we render (the render needs the kernel's chains
-      // only for the stale ones, added after).
+      // §17). iptables-save starts before we render (the render needs the kernel's chains
+      // only for the stale ones, added after); its output is parsed as it comes, never held
+      // whole. While the (synchronous) render runs nothing reads the pipe, so iptables-save
+      // waits once the pipe is full: only its own read of the kernel overlaps the render.
       const reading = full ? this.kernelRead() : null;
       reading?.catch(() => undefined); // awaited below; not unhandled if the render throws
       const render = this.renderer.render(snapshot, ctx, {
@@ -242,7 +237,7 @@ export class IptablesBackend implements ProxyBackend {
       });
       phases.lap('render');
       if (reading) {
-        saved = parseSavedTables(await reading);
+        saved = await reading;
         addStaleChains(render, serviceChainsIn(saved));
         phases.lap('read');
         await this.prepareFullSync(ctx, saved, render);
@@ -318,22 +313,30 @@ export class IptablesBackend implements ProxyBackend {
    */
   starting(): void {
     if (this.readAhead || this.chains !== null) return;
-    const text = this.iptables.save(this.family);
-    text.catch(() => undefined); // a failed read-ahead is replaced by a read in the sync
-    this.readAhead = { startedMs: performance.now(), text };
+    // Parsed as it is printed, so the read is done, parse included, when the list is.
+    const saved = this.readSaved();
+    saved.catch(() => undefined); // a failed read-ahead is replaced by a read in the sync
+    this.readAhead = { startedMs: performance.now(), saved };
   }
 
-  /** iptables-save of every table: the read-ahead when there is a recent one, else a new read. */
-  private kernelRead(): Promise<string> {
+  /** Every table as read: the read-ahead when there is a recent one, else a new read. */
+  private kernelRead(): Promise<SavedTables> {
     const ahead = this.readAhead;
     this.readAhead = null;
     if (ahead && performance.now() - ahead.startedMs <= READ_AHEAD_MAX_AGE_MS) {
-      return ahead.text.catch((e: unknown) => {
+      return ahead.saved.catch((e: unknown) => {
         this.log.warn({ err: e }, 'reading the kernel ahead failed; reading again');
-        return this.iptables.save(this.family);
+        return this.readSaved();
       });
     }
-    return this.iptables.save(this.family);
+    return this.readSaved();
+  }
+
+  /** iptables-save of every table, parsed as it is printed (kernel-diff.ts SavedTablesParser). */
+  private async readSaved(): Promise<SavedTables> {
+    const parser = new SavedTablesParser();
+    await this.iptables.saveTo(this.family, (chunk) => parser.push(chunk));
+    return parser.end();
   }
 
   /** True when our mangle canary chain vanished (iptables was flushed); false before we made it. */

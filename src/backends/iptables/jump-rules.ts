@@ -11,7 +11,7 @@ import type { CommandRunner } from '../../kernel/exec.js';
 import { CommandError } from '../../kernel/exec.js';
 import type { Iptables } from '../../kernel/iptables.js';
 import type { IPFamily } from '../../model/ip.js';
-import { type SavedTables, savedRuleLines } from './kernel-diff.js';
+import { isTextChain, type SavedTables, savedRuleLines } from './kernel-diff.js';
 import { savedForm } from './saved-form.js';
 
 export interface JumpRule {
@@ -109,7 +109,7 @@ export async function ensureJumpTargets(
 export function savedHasRule(saved: SavedTables, rule: JumpRule, family: IPFamily): boolean {
   const chain = saved.get(rule.table)?.get(rule.from);
   const form = savedForm(jumpRuleLine(rule), family);
-  return chain !== undefined && form !== null && savedRuleLines(chain).includes(form);
+  return chain !== undefined && isTextChain(chain) && form !== null && savedRuleLines(chain).includes(form);
 }
 
 /** Records a chain just created (empty) in what was read, so later comparisons see it. */

@@ -45,7 +45,7 @@ import { type Clock, systemClock } from '../../sync/clock.js';
 import { familyCIDRs } from '../common/local-traffic.js';
 import { IPTABLES_MODE_LEFTOVERS, planCleanup } from '../iptables/cleanup.js';
 import { chainExists, ensureJumpRules } from '../iptables/jump-rules.js';
-import { chainMatches, parseSavedTables, savedRuleLines } from '../iptables/kernel-diff.js';
+import { chainMatches, isTextChain, parseSavedTables, savedRuleLines } from '../iptables/kernel-diff.js';
 import { formatRestore } from '../iptables/restore-text.js';
 import { IPVS_JUMP_RULES } from './chains.js';
 import type { InterfaceAddressMap } from './desired.js';
@@ -671,10 +671,11 @@ export class IpvsBackend implements ProxyBackend {
  */
 export function helperChainsMatch(saveText: string, restoreText: string, family: IPFamily): boolean {
   const kernel = parseSavedTables(saveText);
-  for (const [table, chains] of parseSavedTables(restoreText)) {
+  // The wanted chains' rules as lines: none is kept as a digest.
+  for (const [table, chains] of parseSavedTables(restoreText, { digestOnly: () => false })) {
     for (const [chain, wanted] of chains) {
       const held = kernel.get(table)?.get(chain);
-      if (!held || !chainMatches(savedRuleLines(wanted), held, family)) return false;
+      if (!held || !isTextChain(wanted) || !chainMatches(savedRuleLines(wanted), held, family)) return false;
     }
   }
   return true;
