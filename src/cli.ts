@@ -206,13 +206,14 @@ function iptablesBackends(hostFromFile: boolean): BackendFactory {
       options: (facts) => iptablesOptions(config, facts),
       ...(hostFromFile ? { hostFacts: host } : {}),
       // A node that ran IPVS mode: its state goes once iptables mode's rules are in place.
-      afterFirstFullSync: async (family, iptables) => {
+      afterFirstFullSync: async (family, iptables, kernelBefore) => {
         // Virtual servers that still carry connections go once those are gone (their check period).
         const drain = { periodMs: gracefulCheckPeriodFromEnv(process.env) ?? GRACEFUL_CHECK_PERIOD_MS };
         await removeIpvsLeftovers({
           runner,
           iptables,
           family,
+          kernelBefore,
           excludeCIDRs: config.ipvs.excludeCIDRs,
           log,
           drain,

@@ -7,10 +7,11 @@
  * a scratch network namespace (ipvsadm and kube-ipvs0 stay in memory: no ip_vs, no dummy).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { IptablesBackend } from '../../src/backends/iptables/backend.js';
+import { type AfterFullSync, IptablesBackend } from '../../src/backends/iptables/backend.js';
 import { cleanupIptables, IPVS_MODE_LEFTOVERS, planCleanup } from '../../src/backends/iptables/cleanup.js';
+import { parseSavedTables } from '../../src/backends/iptables/kernel-diff.js';
 import { ownedIpsetNames } from '../../src/backends/ipvs/ipsets.js';
-import { removeIpvsLeftovers, removeIpvsState } from '../../src/backends/ipvs/leftovers.js';
+import { ipvsLeftoversIn, removeIpvsLeftovers, removeIpvsState } from '../../src/backends/ipvs/leftovers.js';
 import type { CommandRunner } from '../../src/kernel/exec.js';
 import { FakeNode } from '../../src/kernel/fakes/node.js';
 import { Iptables } from '../../src/kernel/iptables.js';
@@ -70,7 +71,7 @@ function rulesOf(saveText: string, table: string, chain: string): string[] {
   return out;
 }
 
-function iptablesBackend(runner: CommandRunner, afterFirstFullSync?: () => Promise<void>) {
+function iptablesBackend(runner: CommandRunner, afterFirstFullSync?: AfterFullSync) {
   return new IptablesBackend({
     runner,
     backend: 'nft',
@@ -81,10 +82,7 @@ function iptablesBackend(runner: CommandRunner, afterFirstFullSync?: () => Promi
   });
 }
 
-async function runIptablesMode(
-  runner: CommandRunner,
-  afterFirstFullSync?: () => Promise<void>,
-): Promise<void> {
+async function runIptablesMode(runner: CommandRunner, afterFirstFullSync?: AfterFullSync): Promise<void> {
   const sim = richCluster();
   await iptablesBackend(runner, afterFirstFullSync).sync(sim.snapshot(), sim.request(true));
 }
@@ -174,10 +172,13 @@ describe('mode switch on the in-memory kernel', () => {
     await harness(ipvsDesired(), { node, excludeCIDRs: EXCLUDE }).sync();
     await node.run('ipvsadm', ['-A', '-t', '[fd00::10]:80', '-s', 'rr']);
     const log = silentLogger();
-    await runIptablesMode(node, async () => {
+    await runIptablesMode(node, async (iptables, kernelBefore) => {
+      // what the sync read before writing: IPVS mode's chains, so the cleanup reads and plans
+      expect(ipvsLeftoversIn(kernelBefore)).toBe(true);
       await removeIpvsLeftovers({
         runner: node,
-        iptables: new Iptables(node, 'nft'),
+        iptables,
+        kernelBefore,
         family: 'IPv4',
         excludeCIDRs: EXCLUDE,
         log,
@@ -232,15 +233,19 @@ describe('mode switch on the in-memory kernel', () => {
     const node = new FakeNode();
     await seedForeign(node);
     const before = node.ipvsadm.save();
-    await runIptablesMode(node, async () => {
+    await runIptablesMode(node, async (iptables, kernelBefore) => {
+      const from = node.calls.length;
       const removed = await removeIpvsLeftovers({
         runner: node,
-        iptables: new Iptables(node, 'nft'),
+        iptables,
+        kernelBefore,
         family: 'IPv4',
         excludeCIDRs: [],
         log: silentLogger(),
       });
       expect(removed.virtualServers).toBe(0);
+      // the sync's own read showed no IPVS mode: no second read of every table
+      expect(node.calls.slice(from).map((c) => c.cmd)).not.toContain('iptables-nft-save');
     });
     expect(node.ipvsadm.save()).toBe(before);
     expect(before).toContain('-A -t 192.168.200.1:80 -s rr');
@@ -340,6 +345,36 @@ describe('mode switch on the in-memory kernel', () => {
     await be.sync(sim.snapshot(), sim.request(true));
     await be.sync(sim.snapshot(), sim.request(true));
     expect(calls).toEqual([0, 1]);
+  });
+
+  it("finds IPVS mode's iptables state in a sync's read: its chains, or only its jumps", () => {
+    const table = (...lines: string[]) =>
+      parseSavedTables(['*filter', ':INPUT ACCEPT [0:0]', ...lines, 'COMMIT', ''].join('\n'));
+    const proxyFirewall = ':KUBE-PROXY-FIREWALL - [0:0]';
+    expect(ipvsLeftoversIn(table(proxyFirewall))).toBe(false);
+    expect(
+      ipvsLeftoversIn(
+        table(
+          proxyFirewall,
+          '-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+        ),
+      ),
+    ).toBe(false);
+    expect(ipvsLeftoversIn(table(':KUBE-IPVS-FILTER - [0:0]'))).toBe(true);
+    // IPVS mode's jump into the shared chain, without iptables mode's --ctstate NEW
+    expect(
+      ipvsLeftoversIn(
+        table(
+          proxyFirewall,
+          '-A INPUT -m comment --comment "kube-proxy firewall rules" -j KUBE-PROXY-FIREWALL',
+        ),
+      ),
+    ).toBe(true);
+    // service chains are read as digests and are iptables mode's own
+    const nat = parseSavedTables(
+      '*nat\n:KUBE-SVC-ABCDEFGHIJKLMNOP - [0:0]\n-A KUBE-SVC-ABCDEFGHIJKLMNOP -j RETURN\nCOMMIT\n',
+    );
+    expect(ipvsLeftoversIn(nat)).toBe(false);
   });
 
   it('the switch policies never plan to remove a chain the new mode uses', () => {

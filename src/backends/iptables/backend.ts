@@ -160,8 +160,15 @@ export interface IptablesBackendConfig {
    * throws), given this backend's Iptables: e.g. removing IPVS mode's leftovers once
    * iptables mode's rules are in place.
    */
-  afterFirstFullSync?: (iptables: Iptables) => Promise<void>;
+  afterFirstFullSync?: AfterFullSync;
 }
+
+/**
+ * A step after a full sync, given this backend's Iptables and the kernel as that sync read
+ * it before writing (so the step need not read every table again to know whether it has
+ * anything to do).
+ */
+export type AfterFullSync = (iptables: Iptables, kernelBefore: SavedTables) => Promise<void>;
 
 const DEFAULT_WAIT = ['-w', '5'] as const;
 
@@ -187,7 +194,7 @@ export class IptablesBackend implements ProxyBackend {
   private chains: Set<string> | null = null;
   private lastFixed: FixedChainContents = new Map();
   private canariesMade = false;
-  private afterFirstFullSync: ((iptables: Iptables) => Promise<void>) | undefined;
+  private afterFirstFullSync: AfterFullSync | undefined;
   /** a kernel read started by starting(), for the first full sync */
   private readAhead: { startedMs: number; saved: Promise<SavedTables> } | null = null;
 
@@ -276,7 +283,7 @@ export class IptablesBackend implements ProxyBackend {
       };
       if (full) this.log.info({ ...summary, upgradedBecause: upgrade }, 'iptables sync done');
       else this.log.debug(summary, 'iptables sync done');
-      if (full && this.afterFirstFullSync) await this.runAfterFirstFullSync(this.afterFirstFullSync);
+      if (saved && this.afterFirstFullSync) await this.runAfterFirstFullSync(this.afterFirstFullSync, saved);
       return {
         full,
         restoreLines,
@@ -292,9 +299,9 @@ export class IptablesBackend implements ProxyBackend {
     }
   }
 
-  private async runAfterFirstFullSync(hook: (iptables: Iptables) => Promise<void>): Promise<void> {
+  private async runAfterFirstFullSync(hook: AfterFullSync, kernelBefore: SavedTables): Promise<void> {
     try {
-      await hook(this.iptables);
+      await hook(this.iptables, kernelBefore);
       this.afterFirstFullSync = undefined;
     } catch (e) {
       this.log.warn({ err: e }, 'after-first-full-sync step failed; retrying after the next full sync');
@@ -505,7 +512,7 @@ export interface CreateIptablesBackendsInput {
   backend?: Backend;
   chunking?: Partial<ChunkingOptions>;
   /** per family: run once after its first successful full sync (see IptablesBackendConfig) */
-  afterFirstFullSync?: (family: IPFamily, iptables: Iptables) => Promise<void>;
+  afterFirstFullSync?: (family: IPFamily, ...args: Parameters<AfterFullSync>) => Promise<void>;
 }
 
 /**
@@ -532,7 +539,10 @@ export async function createIptablesBackends(input: CreateIptablesBackendsInput)
         waitFlags: wait,
         ...(input.chunking ? { chunking: input.chunking } : {}),
         ...(input.afterFirstFullSync
-          ? { afterFirstFullSync: (iptables: Iptables) => input.afterFirstFullSync!(family, iptables) }
+          ? {
+              afterFirstFullSync: (iptables: Iptables, kernelBefore: SavedTables) =>
+                input.afterFirstFullSync!(family, iptables, kernelBefore),
+            }
           : {}),
       }),
   );

@@ -35,7 +35,8 @@ import type { Logger } from '../../log.js';
 import { cidrContains, type IPFamily, parseIP } from '../../model/ip.js';
 import { type Clock, systemClock, type TimerHandle } from '../../sync/clock.js';
 import { familyCIDRs } from '../common/local-traffic.js';
-import { IPVS_MODE_LEFTOVERS, planCleanup } from '../iptables/cleanup.js';
+import { type CleanupPlan, IPVS_MODE_LEFTOVERS, planCleanup } from '../iptables/cleanup.js';
+import { isTextChain, type SavedTables } from '../iptables/kernel-diff.js';
 import { IPSET_DEFINITIONS, ipsetName } from './ipsets.js';
 import { deleteVirtualServerLine, realServerLine } from './ipvsadm-text.js';
 import { isSwapSetName } from './kernel-state.js';
@@ -227,6 +228,13 @@ export interface RemoveIpvsLeftoversInput {
   runner: CommandRunner;
   /** the iptables (backend) in use */
   iptables: Iptables;
+  /**
+   * The kernel as a full sync read it just before (IptablesBackend's afterFirstFullSync):
+   * when it holds none of IPVS mode's iptables state, the iptables part is skipped without
+   * reading every table again (an iptables-save of 10,000 services takes seconds and, held
+   * whole, a hundred MiB). Absent: read and plan as always.
+   */
+  kernelBefore?: SavedTables;
   family: IPFamily;
   excludeCIDRs: readonly string[];
   log: Logger;
@@ -247,7 +255,10 @@ export interface RemoveIpvsLeftoversInput {
  */
 export async function removeIpvsLeftovers(input: RemoveIpvsLeftoversInput): Promise<IpvsStateRemoval> {
   const { iptables, family, log } = input;
-  const plan = planCleanup(await iptables.save(family), IPVS_MODE_LEFTOVERS);
+  const plan =
+    input.kernelBefore && !ipvsLeftoversIn(input.kernelBefore)
+      ? NOTHING_TO_CLEAN
+      : planCleanup(await iptables.save(family), IPVS_MODE_LEFTOVERS);
   if (plan.input !== '') await iptables.restore(family, plan.input);
   for (const k of plan.kept)
     log.warn({ ...k }, 'flushed but kept an IPVS-mode chain that another chain still jumps to');
@@ -270,6 +281,26 @@ export async function removeIpvsLeftovers(input: RemoveIpvsLeftoversInput): Prom
   report(removed, family, log);
   if (removed.busy.length > 0 && input.drain) drainLater(state, input.drain, log);
   return removed;
+}
+
+const NOTHING_TO_CLEAN: CleanupPlan = { input: '', removedRules: 0, removedChains: 0, kept: [] };
+
+/**
+ * Whether tables read by a full sync hold any of IPVS mode's iptables state, by the planner
+ * removeIpvsLeftovers uses, over the chains kept as text: IPVS mode's chains and the built-in
+ * and shared chains its jumps are in all are; service chains (kept as digests) are iptables
+ * mode's and never jump into IPVS mode's chains.
+ */
+export function ipvsLeftoversIn(saved: SavedTables): boolean {
+  const lines: string[] = [];
+  for (const [table, chains] of saved) {
+    lines.push(`*${table}`);
+    for (const [name, chain] of chains)
+      if (isTextChain(chain)) lines.push(`:${name} ${chain.builtin ? 'ACCEPT' : '-'} [0:0]`);
+    for (const chain of chains.values()) if (isTextChain(chain) && chain.count > 0) lines.push(chain.rules);
+    lines.push('COMMIT');
+  }
+  return planCleanup(`${lines.join('\n')}\n`, IPVS_MODE_LEFTOVERS).input !== '';
 }
 
 function report(removed: IpvsStateRemoval, family: IPFamily, log: Logger): void {
