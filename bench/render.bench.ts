@@ -216,22 +216,15 @@ function parseTimeBox(text: string | undefined): number {
   return s;
 }
 
-/** `--max-old-space-size <MiB>`: the V8 heap cap the run path's proxy runs with (the chart sets one). */
-function parseHeapCap(text: string | undefined): string[] {
+/**
+ * `--max-old-space-size <MiB>` (the V8 heap cap the run path's proxy runs with: the chart sets
+ * one) and `--max-semi-space-size <MiB>` (its young generation's): the node flag, or none.
+ */
+function v8SizeFlag(flag: 'max-old-space-size' | 'max-semi-space-size', text: string | undefined): string[] {
   if (text === undefined) return [];
   const mib = Number(text);
-  if (!Number.isInteger(mib) || mib <= 0)
-    throw new Error(`--max-old-space-size: expected MiB > 0, got ${text}`);
-  return [`--max-old-space-size=${mib}`];
-}
-
-/** `--max-semi-space-size <MiB>`: V8's young-generation semi-space cap for the run path's proxy. */
-function parseSemiSpaceCap(text: string | undefined): string[] {
-  if (text === undefined) return [];
-  const mib = Number(text);
-  if (!Number.isInteger(mib) || mib <= 0)
-    throw new Error(`--max-semi-space-size: expected MiB > 0, got ${text}`);
-  return [`--max-semi-space-size=${mib}`];
+  if (!Number.isInteger(mib) || mib <= 0) throw new Error(`--${flag}: expected MiB > 0, got ${text}`);
+  return [`--${flag}=${mib}`];
 }
 
 function parseRounds(text: string | undefined): number {
@@ -444,8 +437,8 @@ async function main(): Promise<number> {
     timeBoxS: parseTimeBox(values['kernel-time-box']),
     manifestRounds: parseRounds(values['manifest-rounds']),
     runNodeFlags: [
-      ...parseHeapCap(values['max-old-space-size']),
-      ...parseSemiSpaceCap(values['max-semi-space-size']),
+      ...v8SizeFlag('max-old-space-size', values['max-old-space-size']),
+      ...v8SizeFlag('max-semi-space-size', values['max-semi-space-size']),
     ],
   });
   if (!values.ipvs || code === 130) return code;
