@@ -3,7 +3,17 @@
  * over every backend and family (RecordingRunner).
  */
 import { describe, expect, it } from 'vitest';
-import { cleanupIptables, planCleanup, splitRuleWords } from '../../src/backends/iptables/cleanup.js';
+import {
+  cleanupIptables,
+  cleanupReader,
+  IPTABLES_MODE_LEFTOVERS,
+  IPVS_MODE_LEFTOVERS,
+  parseSave,
+  planCleanup,
+  planCleanupOf,
+  SaveReader,
+  splitRuleWords,
+} from '../../src/backends/iptables/cleanup.js';
 import { CommandError, type CommandRunner, RecordingRunner } from '../../src/kernel/exec.js';
 import { silentLogger } from './cluster-sim.js';
 
@@ -160,6 +170,44 @@ describe('planCleanup', () => {
     );
     expect(plan).toEqual({ input: '', removedRules: 0, removedChains: 0, kept: [] });
     expect(planCleanup('')).toEqual({ input: '', removedRules: 0, removedChains: 0, kept: [] });
+  });
+});
+
+describe('SaveReader', () => {
+  const text = `${NODE}*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m comment --comment "café: né" -j ACCEPT\nCOMMIT\n`;
+
+  it('reads a save pushed in any two chunks, or byte by byte, as parseSave reads it whole', () => {
+    const whole = parseSave(text);
+    const bytes = Buffer.from(text, 'utf8');
+    for (let at = 0; at <= bytes.length; at++) {
+      const reader = new SaveReader();
+      reader.push(bytes.subarray(0, at));
+      reader.push(bytes.subarray(at));
+      expect(reader.end()).toEqual(whole);
+    }
+    const byByte = new SaveReader();
+    for (const b of bytes) byByte.push(Uint8Array.of(b));
+    expect(byByte.end()).toEqual(whole);
+  });
+
+  it('keeps no rules of the chains a policy removes, and plans exactly as from the whole text', () => {
+    const skipped = new SaveReader(
+      (_, chain) => chain.startsWith('KUBE-SVC-') || chain.startsWith('KUBE-SEP-'),
+    );
+    skipped.push(NODE);
+    const nat = skipped.end().find((t) => t.name === 'nat')!;
+    expect(nat.rules.map((r) => r.chain)).not.toContain('KUBE-SVC-BBBBBBBBBBBBBBBB');
+    expect(nat.chains.has('KUBE-SVC-BBBBBBBBBBBBBBBB')).toBe(true);
+    for (const policy of [undefined, IPTABLES_MODE_LEFTOVERS, IPVS_MODE_LEFTOVERS]) {
+      const reader = cleanupReader(policy);
+      reader.push(NODE);
+      const tables = reader.end();
+      expect(planCleanupOf(tables, policy)).toEqual(planCleanup(NODE, policy));
+      // what it keeps is what the plan reads: the rules outside the chains it removes
+      const kept = tables.flatMap((t) => t.rules.map((r) => r.chain));
+      if (policy !== IPVS_MODE_LEFTOVERS) expect(kept).not.toContain('KUBE-SEP-AAAAAAAAAAAAAAAA');
+      expect(kept).toContain('MY-NAT');
+    }
   });
 });
 

@@ -30,6 +30,7 @@
  * and the other mode's jumps into them (iptables mode's `--ctstate NEW` jumps to
  * KUBE-PROXY-FIREWALL, IPVS mode's without) are deleted.
  */
+import { StringDecoder } from 'node:string_decoder';
 import { type Backend, iptablesBinary } from '../../kernel/backend.js';
 import { CommandError, type CommandRunner } from '../../kernel/exec.js';
 import { Iptables } from '../../kernel/iptables.js';
@@ -102,27 +103,81 @@ function ruleTarget(line: string): string | undefined {
   return undefined;
 }
 
-/** All tables of `iptables-save` output. */
-export function parseSave(text: string): SavedTable[] {
-  const tables: SavedTable[] = [];
-  let current: SavedTable | undefined;
-  for (const raw of text.split('\n')) {
+/**
+ * iptables-save output read line by line as it is printed (push, then end), so that a large
+ * save never exists whole. Chains `skipRules` names (declared, not built-in) keep no rules:
+ * a cleanup flushes the chains it removes without reading their rules, and at 10,000
+ * services the service chains are nearly every line (held whole with their words, ~1 GiB
+ * at 20,000 services).
+ */
+export class SaveReader {
+  private readonly tables: SavedTable[] = [];
+  private current: SavedTable | undefined;
+  private carry = '';
+  private readonly decoder = new StringDecoder('utf8');
+
+  constructor(private readonly skipRules: (table: string, chain: string) => boolean = () => false) {}
+
+  push(chunk: Uint8Array | string): void {
+    const lines = (this.carry + (typeof chunk === 'string' ? chunk : this.decoder.write(chunk))).split('\n');
+    this.carry = lines.pop()!;
+    for (const line of lines) this.line(line);
+  }
+
+  end(): SavedTable[] {
+    const rest = this.carry + this.decoder.end();
+    this.carry = '';
+    if (rest !== '') this.line(rest);
+    return this.tables;
+  }
+
+  private line(raw: string): void {
     const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
+    const current = this.current;
+    if (line === '' || line.startsWith('#')) return;
     if (line.startsWith('*')) {
-      current = { name: line.slice(1), chains: new Map(), rules: [] };
-      tables.push(current);
+      this.current = { name: line.slice(1), chains: new Map(), rules: [] };
+      this.tables.push(this.current);
     } else if (line === 'COMMIT') {
-      current = undefined;
+      this.current = undefined;
     } else if (current && line.startsWith(':')) {
       const [name, policy] = line.slice(1).split(/\s+/);
       if (name) current.chains.set(name, policy !== undefined && policy !== '-');
     } else if (current && line.startsWith('-A ')) {
       const chain = line.split(/\s+/, 2)[1]!;
+      if (current.chains.get(chain) === false && this.skipRules(current.name, chain)) return;
       current.rules.push({ chain, line, target: ruleTarget(line) });
     }
   }
-  return tables;
+}
+
+/** All tables of `iptables-save` output. */
+export function parseSave(text: string): SavedTable[] {
+  const reader = new SaveReader();
+  reader.push(text);
+  return reader.end();
+}
+
+/**
+ * A family's iptables-save, read as it is printed and kept as far as `policy`'s plan needs:
+ * not the rules of the chains it removes whether or not kubelet is there (planCleanupOf
+ * skips those anyway).
+ */
+export async function readForCleanup(
+  iptables: Iptables,
+  family: IPFamily,
+  policy: CleanupPolicy,
+): Promise<SavedTable[]> {
+  const reader = cleanupReader(policy);
+  await iptables.saveTo(family, (chunk) => reader.push(chunk));
+  return reader.end();
+}
+
+/** A SaveReader that keeps what `policy`'s plan reads (see readForCleanup). */
+export function cleanupReader(policy: CleanupPolicy = ALL_MODES): SaveReader {
+  return new SaveReader(
+    (table, chain) => policy.removes(table, chain, true) && policy.removes(table, chain, false),
+  );
 }
 
 export interface CleanupPlan {
@@ -185,7 +240,11 @@ function isListedJump(table: string, rule: SavedRule, jumps: readonly JumpRule[]
 
 /** What to remove from one backend and family, given its `iptables-save` output. Pure. */
 export function planCleanup(saveText: string, policy: CleanupPolicy = ALL_MODES): CleanupPlan {
-  const tables = parseSave(saveText);
+  return planCleanupOf(parseSave(saveText), policy);
+}
+
+/** What to remove, given the tables as read (readForCleanup, parseSave). Pure. */
+export function planCleanupOf(tables: readonly SavedTable[], policy: CleanupPolicy = ALL_MODES): CleanupPlan {
   const kubeletPresent = tables.some((t) => t.chains.has(KUBELET_CANARY));
   const plan: CleanupPlan = { input: '', removedRules: 0, removedChains: 0, kept: [] };
   const out: string[] = [];
@@ -247,14 +306,17 @@ export async function cleanupIptables(
   for (const backend of options.backends ?? (['nft', 'legacy'] as const)) {
     for (const family of options.families ?? (['IPv4', 'IPv6'] as const)) {
       const save = iptablesBinary(backend, family, 'save');
-      let saved: string;
+      const policy = options.policy ?? ALL_MODES;
+      const reader = cleanupReader(policy);
+      let saved: SavedTable[];
       try {
-        const r = await runner.run(save, [], { reject: false, timeoutMs: 60_000 });
+        const onStdout = (chunk: Uint8Array) => reader.push(chunk);
+        const r = await runner.run(save, [], { reject: false, timeoutMs: 60_000, onStdout });
         if (r.exitCode !== 0) {
           failures.push(`${save}: exit ${r.exitCode}: ${r.stderr.trim()}`);
           continue;
         }
-        saved = r.stdout;
+        saved = reader.end();
       } catch (e) {
         if (e instanceof CommandError && e.reason === 'spawn') {
           log.debug({ command: save }, 'not installed; nothing to clean up with it');
@@ -263,7 +325,7 @@ export async function cleanupIptables(
         failures.push(`${save}: ${(e as Error).message}`);
         continue;
       }
-      const plan = planCleanup(saved, options.policy);
+      const plan = planCleanupOf(saved, policy);
       for (const k of plan.kept) {
         log.warn(
           { backend, family, table: k.table, chain: k.chain, referencedFrom: k.referencedFrom },

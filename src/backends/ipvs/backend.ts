@@ -43,7 +43,7 @@ import type { Snapshot } from '../../model/types.js';
 import type { BackendSyncResult, ProxyBackend, SyncRequest } from '../../sync/backend.js';
 import { type Clock, systemClock } from '../../sync/clock.js';
 import { familyCIDRs } from '../common/local-traffic.js';
-import { IPTABLES_MODE_LEFTOVERS, planCleanup } from '../iptables/cleanup.js';
+import { IPTABLES_MODE_LEFTOVERS, planCleanupOf, readForCleanup } from '../iptables/cleanup.js';
 import { chainExists, ensureJumpRules } from '../iptables/jump-rules.js';
 import { chainMatches, isTextChain, parseSavedTables, savedRuleLines } from '../iptables/kernel-diff.js';
 import { formatRestore } from '../iptables/restore-text.js';
@@ -508,7 +508,8 @@ export class IpvsBackend implements ProxyBackend {
    */
   private async removeIptablesModeLeftovers(): Promise<void> {
     try {
-      const plan = planCleanup(await this.iptables.save(this.family), IPTABLES_MODE_LEFTOVERS);
+      const saved = await readForCleanup(this.iptables, this.family, IPTABLES_MODE_LEFTOVERS);
+      const plan = planCleanupOf(saved, IPTABLES_MODE_LEFTOVERS);
       if (plan.input !== '') {
         await this.iptables.restore(this.family, plan.input);
         this.log.info(

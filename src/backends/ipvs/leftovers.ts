@@ -35,7 +35,13 @@ import type { Logger } from '../../log.js';
 import { cidrContains, type IPFamily, parseIP } from '../../model/ip.js';
 import { type Clock, systemClock, type TimerHandle } from '../../sync/clock.js';
 import { familyCIDRs } from '../common/local-traffic.js';
-import { type CleanupPlan, IPVS_MODE_LEFTOVERS, planCleanup } from '../iptables/cleanup.js';
+import {
+  type CleanupPlan,
+  IPVS_MODE_LEFTOVERS,
+  planCleanup,
+  planCleanupOf,
+  readForCleanup,
+} from '../iptables/cleanup.js';
 import { isTextChain, type SavedTables } from '../iptables/kernel-diff.js';
 import { IPSET_DEFINITIONS, ipsetName } from './ipsets.js';
 import { deleteVirtualServerLine, realServerLine } from './ipvsadm-text.js';
@@ -258,7 +264,7 @@ export async function removeIpvsLeftovers(input: RemoveIpvsLeftoversInput): Prom
   const plan =
     input.kernelBefore && !ipvsLeftoversIn(input.kernelBefore)
       ? NOTHING_TO_CLEAN
-      : planCleanup(await iptables.save(family), IPVS_MODE_LEFTOVERS);
+      : planCleanupOf(await readForCleanup(iptables, family, IPVS_MODE_LEFTOVERS), IPVS_MODE_LEFTOVERS);
   if (plan.input !== '') await iptables.restore(family, plan.input);
   for (const k of plan.kept)
     log.warn({ ...k }, 'flushed but kept an IPVS-mode chain that another chain still jumps to');
