@@ -125,11 +125,9 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 
 /**
  * The most a command may print, in characters, when its output is collected (not with
- * onStdout: a full sync streams iptables-save). execa's default (100 million) is less than
- * iptables-save prints at ~25,000 services x 10 endpoints (~40 MB at 10,000), which the
- * whole reads that remain (cleanup) still take: past it the output is cut and the command
- * killed. This is close to V8's longest string (2^29 - 24 characters on 64-bit), which
- * caps it anyway.
+ * onStdout: every read of all the rules, iptables-save, streams). execa's default (100
+ * million) would cut a collected output that large and kill the command; this is close to
+ * V8's longest string (2^29 - 24 characters on 64-bit), which caps it anyway.
  */
 const MAX_OUTPUT_CHARS = 500_000_000;
 

@@ -48,10 +48,10 @@ import {
   dropChainsTheKernelHolds,
   type SavedChain,
   type SavedTables,
-  SavedTablesParser,
   savedChainFromListing,
   savedJumps,
 } from './kernel-diff.js';
+import { readSavedTables } from './read-saved.js';
 import { addStaleChains, FIXED_CHAINS, type IptablesRender, IptablesRenderer } from './render.js';
 import { type RestoreTable, restoreLineCount, restorePieces, type TableName } from './restore-text.js';
 
@@ -339,11 +339,8 @@ export class IptablesBackend implements ProxyBackend {
     return this.readSaved();
   }
 
-  /** iptables-save of every table, parsed as it is printed (kernel-diff.ts SavedTablesParser). */
-  private async readSaved(): Promise<SavedTables> {
-    const parser = new SavedTablesParser();
-    await this.iptables.saveTo(this.family, (chunk) => parser.push(chunk));
-    return parser.end();
+  private readSaved(): Promise<SavedTables> {
+    return readSavedTables(this.iptables, this.family);
   }
 
   /** True when our mangle canary chain vanished (iptables was flushed); false before we made it. */

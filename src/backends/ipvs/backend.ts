@@ -45,7 +45,14 @@ import { type Clock, systemClock } from '../../sync/clock.js';
 import { familyCIDRs } from '../common/local-traffic.js';
 import { IPTABLES_MODE_LEFTOVERS, planCleanupOf, readForCleanup } from '../iptables/cleanup.js';
 import { chainExists, ensureJumpRules } from '../iptables/jump-rules.js';
-import { chainMatches, isTextChain, parseSavedTables, savedRuleLines } from '../iptables/kernel-diff.js';
+import {
+  chainMatches,
+  isTextChain,
+  parseSavedTables,
+  type SavedTables,
+  savedRuleLines,
+} from '../iptables/kernel-diff.js';
+import { readSavedTables } from '../iptables/read-saved.js';
 import { formatRestore } from '../iptables/restore-text.js';
 import { IPVS_JUMP_RULES } from './chains.js';
 import type { InterfaceAddressMap } from './desired.js';
@@ -331,7 +338,8 @@ export class IpvsBackend implements ProxyBackend {
     const added = await ensureJumpRules(this.iptables, this.family, IPVS_JUMP_RULES);
     if (added > 0) this.log.info({ added }, 'added missing jump rules from the built-in chains');
     this.state = await readKernelState(this.tools, this.family, this.link);
-    const saved = await this.iptables.save(this.family);
+    // Read as a stream: after a switch from iptables mode the tables still hold its rules.
+    const saved = await readSavedTables(this.iptables, this.family);
     this.lastIptables = helperChainsMatch(saved, iptablesText, this.family) ? iptablesText : null;
     this.log.debug(
       {
@@ -666,12 +674,12 @@ export class IpvsBackend implements ProxyBackend {
 }
 
 /**
- * Whether `iptables-save` output holds exactly the helper chains of `restoreText`, rule for
- * rule, each compared in the form iptables-save prints it (iptables/saved-form.ts; a rule it
- * does not model compares different, and the chains are rewritten).
+ * Whether the kernel's tables (as read: readSavedTables, parseSavedTables) hold exactly the
+ * helper chains of `restoreText`, rule for rule, each compared in the form iptables-save
+ * prints it (iptables/saved-form.ts; a rule it does not model compares different, and the
+ * chains are rewritten).
  */
-export function helperChainsMatch(saveText: string, restoreText: string, family: IPFamily): boolean {
-  const kernel = parseSavedTables(saveText);
+export function helperChainsMatch(kernel: SavedTables, restoreText: string, family: IPFamily): boolean {
   // The wanted chains' rules as lines: none is kept as a digest.
   for (const [table, chains] of parseSavedTables(restoreText, { digestOnly: () => false })) {
     for (const [chain, wanted] of chains) {

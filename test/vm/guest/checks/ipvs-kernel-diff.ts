@@ -16,6 +16,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { pino } from 'pino';
+import { parseSavedTables } from '../../../../src/backends/iptables/kernel-diff.js';
 import { helperChainsMatch, IpvsBackend } from '../../../../src/backends/ipvs/backend.js';
 import type { IpvsOptions } from '../../../../src/backends/ipvs/context.js';
 import { buildIpvsRenderContext } from '../../../../src/backends/ipvs/context.js';
@@ -237,7 +238,7 @@ function compareWithRender(what: string, family: IPFamily, kernel: KernelView, r
   const bound = [...render.boundAddresses].sort();
   if (JSON.stringify(kernel.addresses) !== JSON.stringify(bound))
     problems.push(`${what} ${family}: kube-ipvs0 ${kernel.addresses.join(' ')}, render ${bound.join(' ')}`);
-  if (!helperChainsMatch(kernel.save, formatIptablesSection(render), family))
+  if (!helperChainsMatch(parseSavedTables(kernel.save), formatIptablesSection(render), family))
     problems.push(`${what} ${family}: the helper chains differ from the render`);
   return problems;
 }
